@@ -1,0 +1,3 @@
+"""Density models: every one is an nn.Module with log_prob(x, context=None) -> (batch,) nats."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""The audioar command line (installed as the package ``audioar_cli``)."""
