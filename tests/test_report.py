@@ -1,0 +1,249 @@
+"""Tests of audioar.report: HTML/Markdown reports built from synthetic run directories."""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audioar.errors import RunFormatError
+from audioar.evaluate import evaluate_scores, scores_frame, summarize_folds, write_evaluation
+from audioar.report import MAX_EPOCH_ROWS, build_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert('x')</script>"
+WORDS = ["zero", "one", "two", EVIL]
+
+
+def _make_run(run: Path, *, epochs: int = 60, best_epoch: int | None = 42) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    fit = {"stopped": "early stopping", "seconds": 12.5, "device": "cpu", "dims": 257}
+    if best_epoch is not None:
+        fit["best_epoch"] = best_epoch
+    cfg = {
+        "format_version": 1,
+        "audioar_version": "0.1.0",
+        "created": "2026-11-23T10:00:00",
+        "config": {
+            "data": {"root": "/data", "layout": "fsdd", "target": "zero"},
+            "features": {"name": "fft", "n_fft": 512},
+            "model": {"name": "maf", "num_flows": 5, "hidden_features": [512, 512]},
+            "train": {"lr": 1e-4, "batch_size": 64},
+            "calibration": {"method": "quantile", "target_fpr": 0.1},
+        },
+        "featurizer": {"type": "WholeWindowFFT", "sample_rate": 8000},
+        "calibration": {
+            "method": "empirical",
+            "target_fpr": 0.1,
+            "threshold": 2.5,
+            "reference": [0.5 + 0.01 * i for i in range(200)],
+            "gamma": None,
+        },
+        "extra": {
+            "fit": fit,
+            "data": {"split": "official", "classes": WORDS, "target": "zero"},
+        },
+    }
+    (run / "config.json").write_text(json.dumps(cfg))
+    ep = np.arange(1, epochs + 1)
+    history = {
+        "epoch": ep,
+        "train_log_likelihood": -100 + 50 * (1 - np.exp(-ep / 10)),
+        "val_log_likelihood": -110 + 50 * (1 - np.exp(-ep / 10)),
+        "seconds": np.full(epochs, 0.5),
+    }
+    for i, w in enumerate(WORDS[1:]):
+        history[f"ll_{w}"] = -120 + (40 - 5 * i) * (1 - np.exp(-ep / 10))
+    pd.DataFrame(history).to_csv(run / "history.csv", index=False)
+    return run
+
+
+def _scores(seed: int):
+    rng = np.random.default_rng(seed)
+    ll = np.concatenate([rng.normal(-1 - 0.5 * i, 1.0, 15) for i in range(len(WORDS))])
+    labels = [w for w in WORDS for _ in range(15)]
+    return ll, labels
+
+
+def _evaluate(run: Path) -> dict:
+    ll, labels = _scores(0)
+    m = evaluate_scores(ll, labels, "zero", threshold=2.5, dims=257)
+    write_evaluation(run / "eval", m, scores_frame(ll, labels, dims=257))
+    return m
+
+
+def _images(text: str) -> list[bytes]:
+    return [base64.b64decode(s) for s in re.findall(r'src="data:image/png;base64,([^"]+)"', text)]
+
+
+def _assert_self_contained(text: str) -> None:
+    assert "<script" not in text.lower()
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:|//|file:)', text, re.I)
+    assert "<link" not in text.lower()
+    for m in re.finditer(r'src="([^"]*)"', text):
+        assert m.group(1).startswith("data:image/png;base64,")
+
+
+def test_report_with_evaluation(tmp_path):
+    run = _make_run(tmp_path / "run")
+    m = _evaluate(run)
+    html_path, md_path = build_report(run)
+    assert (html_path, md_path) == (run / "report.html", run / "report.md")
+    text = html_path.read_text()
+    _assert_self_contained(text)
+    images = _images(text)
+    assert len(images) == 4  # training curves, ROC, per-class box plot, histogram
+    assert all(img[:8] == PNG_MAGIC for img in images)
+    for key in ("auc", "pauc", "eer"):
+        assert f"{m[key]:.3f}" in text
+    assert f"{m['target_rank']} of 4" in text
+    assert f"{m['precision']:.3f}" in text and f"{m['recall']:.3f}" in text
+    assert "How to read this" in text and "nats" in text
+    assert "ranks first" in text and "No class has a higher" in text
+    assert "maf" in text and "WholeWindowFFT" in text and "early stopping" in text
+    assert "200 values, 0.5 … 2.49" in text  # long lists (calibration reference) summarised
+    # per-class table: target row highlighted, classes ordered by mean log-likelihood
+    rows = re.findall(r'<tr class="hl">(.*?)</tr>', text)
+    assert any(">zero<" in r for r in rows)
+    # Markdown twin: same headline, figures as relative files that exist
+    md = md_path.read_text()
+    assert f"{m['auc']:.3f}" in md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(Path(p).name for p in links) == sorted(
+        ["training_curves.png", "roc.png", "per_class_loglik.png", "score_hist.png"]
+    )
+    for link in links:
+        assert not Path(link).is_absolute() and (md_path.parent / link).is_file()
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_report_escapes_user_strings(tmp_path):
+    run = _make_run(tmp_path / "run")
+    _evaluate(run)
+    html_path, md_path = build_report(run)
+    text = html_path.read_text()
+    assert EVIL not in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in text
+    assert EVIL not in md_path.read_text()
+
+
+def test_report_without_evaluation(tmp_path):
+    run = _make_run(tmp_path / "run")
+    html_path, md_path = build_report(run)
+    text = html_path.read_text()
+    assert "Not evaluated yet" in text and "audioar evaluate --model" in text
+    assert len(_images(text)) == 1  # the training curves only
+    assert (run / "training_curves.png").read_bytes()[:8] == PNG_MAGIC
+    assert "Not evaluated yet" in md_path.read_text()
+
+
+def test_epoch_table_is_sampled_and_best_epoch_highlighted(tmp_path):
+    run = _make_run(tmp_path / "run", epochs=100, best_epoch=42)
+    text = build_report(run)[0].read_text()
+    table = text.split("per epoch (")[1].split("</table>")[0]
+    body_rows = re.findall(r"<tr( class=\"hl\")?><td", table)
+    assert MAX_EPOCH_ROWS <= len(body_rows) <= MAX_EPOCH_ROWS + 1
+    highlighted = re.findall(r'<tr class="hl"><td class=num>(\d+)</td>', table)
+    assert highlighted == ["42"]
+    assert "best epoch 42 highlighted" in text
+
+
+def test_best_epoch_falls_back_to_best_validation(tmp_path):
+    run = _make_run(tmp_path / "run", epochs=10, best_epoch=None)
+    text = build_report(run)[0].read_text()
+    assert "best epoch 10 highlighted" in text  # validation LL rises monotonically
+
+
+def test_partial_run_without_history_and_optional_keys(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format_version": 1, "config": {}}))
+    html_path, md_path = build_report(run)
+    text = html_path.read_text()
+    assert "No training history" in text and "Not evaluated yet" in text
+    _assert_self_contained(text)
+
+
+def test_loso_report(tmp_path):
+    run = _make_run(tmp_path / "run")
+    folds, frames = {}, []
+    for i, speaker in enumerate(["george", "jackson", "theo"]):
+        ll, labels = _scores(i)
+        folds[speaker] = evaluate_scores(ll, labels, "zero", threshold=2.5)
+        frames.append(scores_frame(ll, labels, folds=[speaker] * len(ll)))
+    summary = summarize_folds(folds)
+    out = tmp_path / "elsewhere"
+    write_evaluation(run / "eval", summary, pd.concat(frames, ignore_index=True))
+    html_path, md_path = build_report(run, out_dir=out)
+    assert html_path.parent == out
+    text = html_path.read_text()
+    for speaker in folds:
+        assert speaker in text
+    assert "mean ± std" in text
+    assert f"{summary['mean']['auc']:.3f} ± {summary['std']['auc']:.3f}" in text
+    assert "every fold" in text
+    # evaluation figures outside out_dir are copied next to the Markdown file
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_path.read_text())
+    assert len(links) == 4 and all((out / link).is_file() for link in links)
+
+
+def test_custom_eval_dir(tmp_path):
+    run = _make_run(tmp_path / "run")
+    ll, labels = _scores(3)
+    m = evaluate_scores(ll, labels, "zero")
+    write_evaluation(tmp_path / "ev", m, scores_frame(ll, labels))
+    text = build_report(run, eval_dir=tmp_path / "ev")[0].read_text()
+    assert f"{m['auc']:.3f}" in text and "Not evaluated yet" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "config.json: not found"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"format_version": 2}), "format_version 2 is not supported"),
+        (json.dumps({"config": {}}), "format_version None"),
+        (json.dumps({"format_version": 1, "extra": [1]}), "'extra' must be a JSON object"),
+    ],
+)
+def test_bad_config_raises_run_format_error(tmp_path, content, match):
+    run = tmp_path / "run"
+    run.mkdir()
+    if content is not None:
+        (run / "config.json").write_text(content)
+    with pytest.raises(RunFormatError, match=match):
+        build_report(run)
+    assert not (run / "report.html").exists()
+
+
+def test_corrupt_metrics_raises(tmp_path):
+    run = _make_run(tmp_path / "run")
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text("{")
+    with pytest.raises(RunFormatError, match="metrics.json: not valid JSON"):
+        build_report(run)
+
+
+def test_partial_metrics_and_beaten_target(tmp_path):
+    run = _make_run(tmp_path / "run")
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text(json.dumps({"target": "zero", "auc": 0.9}))
+    text = build_report(run)[0].read_text()
+    assert "0.900" in text and "rank first" not in text
+    metrics = {
+        "target": "zero",
+        "auc": 0.7,
+        "target_rank": 3,
+        "num_classes": 4,
+        "classes_beating_target": ["one", "two"],
+        "per_class": {"one": {"mean_log_likelihood": -1.0, "rank": 1}},
+    }
+    (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    text = build_report(run)[0].read_text()
+    assert "does not rank first" in text
+    assert "<strong>2 of 3</strong>: one, two" in text
+    assert "3 of 4" in text
