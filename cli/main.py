@@ -25,3 +25,6 @@ def main(
 
 
 # Command registration (one module per command in cli/).
+from audioar_cli import data as data_cmd  # noqa: E402
+
+app.add_typer(data_cmd.app, name="data")

@@ -1,0 +1,355 @@
+"""One training loop for every density model: maximum likelihood with early stopping.
+
+Every model exposes ``log_prob(*batch) -> (batch,)`` in nats, so the loss is always
+``-model.log_prob(*batch).mean()``: a MAF gets ``(x,)`` or ``(x, context)``, a WaveNet
+``(codes, labels, lengths)``. Adam, seeded shuffling, gradient clipping, early stopping on
+the validation log-likelihood (the MAF paper's recipe), the best weights restored at the
+end, and a checkpoint after every epoch so a killed fit resumes where it stopped.
+
+References:
+    Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
+    NeurIPS 2017 (Adam, early stopping after 30 epochs without improvement).
+"""
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from audioar.config import TrainConfig
+from audioar.errors import DataError, TrainingError
+from audioar.scoring import as_dataset, batch_to_device, log_likelihoods, resolve_device
+
+__all__ = ["EpochStats", "FitResult", "fit", "CHECKPOINT_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1  # layout of the per-epoch checkpoint dict
+
+
+@dataclass
+class EpochStats:
+    """What one epoch did; passed to ``fit``'s ``on_epoch`` callback.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        train_log_likelihood: Mean per-clip log-likelihood (nats) over the epoch's training
+            steps (train mode, weights changing during the epoch).
+        val_log_likelihood: Mean per-clip validation log-likelihood (nats) after the epoch,
+            in eval mode; NaN when there is no validation data.
+        seconds: Wall-clock time of the epoch, validation included.
+        best: Whether this epoch has the best validation log-likelihood so far.
+    """
+
+    epoch: int
+    train_log_likelihood: float
+    val_log_likelihood: float
+    seconds: float
+    best: bool
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`; the model itself holds the best weights.
+
+    Attributes:
+        history: One row per epoch: ``epoch, train_log_likelihood, val_log_likelihood,
+            seconds`` plus the columns ``on_epoch`` returned.
+        best_epoch: Epoch whose weights were restored (the last one without validation data).
+        best_val_log_likelihood: Its validation log-likelihood (NaN without validation data).
+        stopped: ``"early_stopping"``, ``"epochs"`` or ``"time_limit"``.
+        device: Where it trained, e.g. ``"cpu"``.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_log_likelihood: float = math.nan
+    stopped: str = "epochs"
+    device: str = "cpu"
+
+
+@dataclass
+class _State:
+    """Everything that must survive a restart (what the checkpoint holds besides weights)."""
+
+    epoch: int = 0  # epochs completed
+    best_epoch: int = 0
+    best_val: float = -math.inf
+    best_state: dict[str, Tensor] | None = None
+    bad_epochs: int = 0  # epochs since the last improvement
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset | Tensor | Sequence[Tensor],
+    validation_data: Dataset | Tensor | Sequence[Tensor] | None,
+    config: TrainConfig,
+    *,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[EpochStats], dict[str, float] | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    collate_fn: Callable[[list], Any] | None = None,
+) -> FitResult:
+    """Train ``model`` by maximum likelihood; the model ends with its best weights.
+
+    A fresh fit seeds torch's global RNG with ``config.seed`` (a resumed one restores the
+    saved RNG state). Each epoch shuffles the training items (a generator seeded from
+    ``config.seed`` and the epoch number), takes Adam steps on ``-log_prob(*batch).mean()``
+    with the gradient norm clipped to ``config.grad_clip``, then scores the validation items
+    in eval mode. Training stops after ``config.epochs``, after ``config.patience`` epochs
+    without a better validation log-likelihood, or after the epoch during which
+    ``config.max_minutes`` of this call's wall-clock time ran out. A training set whose size
+    leaves a last batch of one item drops that item (batch norm cannot train on one).
+
+    Args:
+        model: An ``nn.Module`` with ``log_prob(*batch) -> (batch,)`` in nats. Moved to the
+            device and trained in place.
+        train_data: A Dataset of tuples (or a tensor, or a tuple of tensors); see
+            :func:`audioar.scoring.as_dataset`.
+        validation_data: Same kinds, for early stopping; ``None``: no early stopping, the last
+            weights are kept.
+        config: The :class:`~audioar.config.TrainConfig`.
+        checkpoint_path: Where to save a checkpoint after every epoch (atomically); ``None``:
+            no checkpoints.
+        resume: Continue from ``checkpoint_path`` when it exists (a finished fit is not
+            repeated: the best weights are loaded and its result returned). Same data and
+            seed give the same weights as a fit that was never interrupted.
+        on_epoch: Called after each epoch with its :class:`EpochStats`; a returned dict of
+            floats (e.g. ``{"ll_one": -812.3}``) adds columns to that epoch's history row.
+        progress: Called after each optimizer step with ``(steps done, step budget)``, both
+            counted over the whole fit (``config.epochs`` epochs; early stopping ends sooner).
+        collate_fn: Builds a batch from a list of items (e.g. padding codes); ``None``:
+            PyTorch's default stacking.
+
+    Returns:
+        The :class:`FitResult` (history, best epoch, why it stopped, device).
+
+    Raises:
+        TrainingError: A non-finite loss or gradient (the model keeps its best finite
+            weights), or an unreadable checkpoint.
+        DataError: No training items, or an empty validation set.
+        ConfigError: ``device="cuda"`` without CUDA.
+
+    Example:
+        >>> result = fit(maf, x_train, x_val, TrainConfig(epochs=50))  # doctest: +SKIP
+        >>> result.best_epoch, result.stopped  # doctest: +SKIP
+    """
+    device = resolve_device(config.device)
+    train_set = as_dataset(train_data)
+    val_set = as_dataset(validation_data) if validation_data is not None else None
+    n_train = len(train_set)  # type: ignore[arg-type]
+    if n_train == 0:
+        raise DataError("no training items: the training part of the data set is empty")
+    if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
+        raise DataError("no validation items: pass None to train without early stopping")
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda"
+    drop_last = n_train > 1 and n_train % config.batch_size == 1
+    steps_per_epoch = n_train // config.batch_size + (n_train % config.batch_size > int(drop_last))
+    total_steps = steps_per_epoch * config.epochs
+
+    state = _State()
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = _load_checkpoint(Path(checkpoint_path), model, optimizer, device)
+        logger.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
+        finished = state.stopped == "early_stopping" or state.epoch >= config.epochs
+        if finished:
+            _restore_best(model, state)
+            return _result(state, state.stopped or "epochs", device)
+    else:
+        torch.manual_seed(config.seed)
+
+    started = time.monotonic()
+    stopped = "epochs"
+    while state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        epoch_start = time.monotonic()
+        shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        loader = DataLoader(
+            train_set,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=shuffle,
+            drop_last=drop_last,
+            collate_fn=collate_fn,
+        )
+        model.train()
+        total_ll, count = 0.0, 0
+        for step, batch in enumerate(loader, start=1):
+            batch = batch_to_device(batch, device)
+            with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
+                ll = model.log_prob(*batch)
+            loss = -ll.float().mean()
+            if not torch.isfinite(loss):
+                _restore_best(model, state)
+                raise TrainingError(
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}; "
+                    f"try a lower train.lr (now {config.lr:g}) or check the features for "
+                    "NaN/inf values or constant dimensions"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            if not torch.isfinite(norm):
+                _restore_best(model, state)
+                raise TrainingError(
+                    f"non-finite gradient at epoch {epoch}, step {step}; try a lower train.lr "
+                    f"(now {config.lr:g}) or set train.grad_clip, and check the features"
+                )
+            optimizer.step()
+            total_ll += -loss.item() * len(ll)
+            count += len(ll)
+            if progress is not None:
+                progress((epoch - 1) * steps_per_epoch + step, total_steps)
+        train_ll = total_ll / max(count, 1)
+
+        if val_set is not None:
+            val_ll = float(
+                log_likelihoods(
+                    model,
+                    val_set,
+                    batch_size=max(config.batch_size, 512),
+                    device=device,
+                    collate_fn=collate_fn,
+                ).mean()
+            )
+        else:
+            val_ll = math.nan
+        best = (val_ll > state.best_val) if val_set is not None else True
+        if best:
+            state.best_val, state.best_epoch, state.bad_epochs = val_ll, epoch, 0
+            state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        stats = EpochStats(epoch, train_ll, val_ll, time.monotonic() - epoch_start, best)
+        row = {
+            "epoch": epoch,
+            "train_log_likelihood": train_ll,
+            "val_log_likelihood": val_ll,
+            "seconds": stats.seconds,
+        }
+        if on_epoch is not None:
+            extra = on_epoch(stats)
+            row.update({str(k): float(v) for k, v in (extra or {}).items()})
+        state.history.append(row)
+        state.epoch = epoch
+        if epoch % config.log_every == 0:
+            logger.info(
+                "epoch %d: train ll %.4g, val ll %.4g%s (%.1fs)",
+                epoch,
+                train_ll,
+                val_ll,
+                " *" if best else "",
+                stats.seconds,
+            )
+
+        if val_set is not None and state.bad_epochs >= config.patience:
+            stopped = "early_stopping"
+        elif (
+            config.max_minutes is not None and time.monotonic() - started >= 60 * config.max_minutes
+        ):
+            stopped = "time_limit"
+        else:
+            stopped = "epochs"
+        done = stopped != "epochs" or state.epoch >= config.epochs
+        state.stopped = stopped if done else None
+        if checkpoint_path is not None:
+            _save_checkpoint(Path(checkpoint_path), model, optimizer, state)
+        if done:
+            break
+
+    _restore_best(model, state)
+    logger.info(
+        "stopped (%s) after epoch %d; best epoch %d", stopped, state.epoch, state.best_epoch
+    )
+    return _result(state, stopped, device)
+
+
+def _result(state: _State, stopped: str, device: torch.device) -> FitResult:
+    best_val = state.best_val if math.isfinite(state.best_val) else math.nan
+    history = [dict(row) for row in state.history]
+    return FitResult(history, state.best_epoch, best_val, stopped, str(device))
+
+
+def _restore_best(model: nn.Module, state: _State) -> None:
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: _State
+) -> None:
+    """Write the checkpoint whole or not at all (temp file beside it, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "epoch": state.epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "best_epoch": state.best_epoch,
+        "best_val": state.best_val,
+        "best_state": state.best_state,
+        "bad_epochs": state.bad_epochs,
+        "history": state.history,
+        "stopped": state.stopped,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> _State:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("version") != CHECKPOINT_VERSION:
+            raise TrainingError(
+                f"{path}: checkpoint version {payload.get('version')!r}; "
+                f"this audioar reads version {CHECKPOINT_VERSION}"
+            )
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["rng_cpu"])
+        if payload["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng_cuda"])
+    except TrainingError:
+        raise
+    except Exception as exc:  # a truncated or foreign file: unpickling/shape/key errors
+        raise TrainingError(
+            f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it to start afresh"
+        ) from None
+    model.to(device)
+    return _State(
+        epoch=int(payload["epoch"]),
+        best_epoch=int(payload["best_epoch"]),
+        best_val=float(payload["best_val"]),
+        best_state=copy.copy(payload["best_state"]),
+        bad_epochs=int(payload["bad_epochs"]),
+        history=[dict(row) for row in payload["history"]],
+        stopped=payload["stopped"],
+    )

@@ -1,0 +1,244 @@
+"""Configuration: dataclass defaults, recipes, dict round trip, dotted overrides, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audioar.config import (
+    FORMAT_VERSION,
+    FeatureConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    load_recipe,
+    run_config_from_dict,
+    run_config_to_dict,
+)
+from audioar.errors import ConfigError
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_design():
+    cfg = RunConfig()
+    assert FORMAT_VERSION == 1
+    assert (cfg.data.root, cfg.data.target, cfg.data.compare) == (None, "zero", [])
+    assert (cfg.features.name, cfg.features.n_fft, cfg.features.mode) == ("fft", 512, "welch")
+    assert (cfg.model.num_flows, cfg.model.hidden_features) == (5, (512, 512))
+    assert (cfg.train.patience, cfg.train.grad_clip, cfg.train.device) == (30, 5.0, "auto")
+    assert (cfg.calibration.target_fpr, cfg.calibration.method) == (0.05, "empirical")
+    assert RunConfig().data.compare is not cfg.data.compare  # no shared mutable default
+
+
+def test_shipped_recipes_load():
+    zero = load_recipe(RECIPES / "zero_maf.toml")
+    assert zero == RunConfig()  # the default experiment, written out
+    blog = load_recipe(RECIPES / "original_blog.toml")
+    assert (blog.features.mode, blog.features.sample_rate, blog.features.n_fft) == (
+        "blog",
+        16000,
+        512,
+    )
+    assert (blog.model.num_flows, blog.model.hidden_features, blog.model.activation) == (
+        10,
+        (512, 512),
+        "tanh",
+    )
+    assert blog.model.batch_norm and blog.model.permutation == "reverse"
+
+
+def test_dict_round_trip_is_json_safe():
+    cfg = apply_overrides(RunConfig(), ["data.compare=one,two", "model.hidden_features=[64]"])
+    d = json.loads(json.dumps(run_config_to_dict(cfg)))
+    assert d["model"]["hidden_features"] == [64]
+    assert run_config_from_dict(d) == cfg
+
+
+def test_recipe_errors_name_file_and_key(tmp_path):
+    path = recipe(tmp_path, "[train]\nlr = 1e-3\nlearning_rate = 2\n")
+    with pytest.raises(ConfigError, match=r"r\.toml: unknown key\(s\) train\.learning_rate"):
+        load_recipe(path)
+    with pytest.raises(ConfigError, match=r"r\.toml: unknown section\(s\) optimizer"):
+        load_recipe(recipe(tmp_path, "[optimizer]\nlr = 1\n"))
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got 'fast'"):
+        load_recipe(recipe(tmp_path, '[train]\nlr = "fast"\n'))
+    with pytest.raises(ConfigError, match=r"train\.epochs: expected an integer"):
+        load_recipe(recipe(tmp_path, "[train]\nepochs = 1.5\n"))
+    with pytest.raises(ConfigError, match=r"model\.batch_norm: expected true or false"):
+        load_recipe(recipe(tmp_path, "[model]\nbatch_norm = 1\n"))
+    with pytest.raises(ConfigError, match=r"model\.hidden_features: expected a list of int"):
+        load_recipe(recipe(tmp_path, '[model]\nhidden_features = ["a"]\n'))
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_recipe(recipe(tmp_path, "[train\n"))
+    with pytest.raises(ConfigError, match="recipe not found"):
+        load_recipe(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="choose one of fft, stft, mulaw"):
+        load_recipe(recipe(tmp_path, '[features]\nname = "mfcc"\n'))
+
+
+def test_recipe_values_and_none(tmp_path):
+    cfg = load_recipe(
+        recipe(
+            tmp_path,
+            (
+                '[train]\nlr = 1\ngrad_clip = "none"\n[features]\nname = "stft"\nhop_length = 128\n'
+                '[data]\ncompare = ["one", "two"]\nroot = "/data"\n'
+            ),
+        )
+    )
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.train.grad_clip is None
+    assert cfg.features.hop_length == 128 and cfg.data.compare == ["one", "two"]
+    assert cfg.data.root == "/data"
+
+
+def test_overrides_parse_each_type():
+    base = RunConfig()
+    cfg = apply_overrides(
+        base,
+        [
+            "train.lr=1e-4",
+            "model.hidden_features=[256,256]",
+            "data.compare=one,two",
+            "train.amp=false",
+            "train.max_minutes=none",
+            "train.grad_clip=None",
+            "features.hop_length=64",
+            "data.root=/tmp/x y",
+            "data.split=speaker:jackson",
+            "model.num_flows=10",
+            "data.target='one'",
+        ],
+    )
+    assert cfg.train.lr == 1e-4 and cfg.model.hidden_features == (256, 256)
+    assert cfg.data.compare == ["one", "two"] and cfg.train.amp is False
+    assert cfg.train.max_minutes is None and cfg.train.grad_clip is None
+    assert cfg.features.hop_length == 64 and cfg.data.root == "/tmp/x y"
+    assert cfg.data.split == "speaker:jackson" and cfg.model.num_flows == 10
+    assert cfg.data.target == "one"
+    assert base == RunConfig()  # the input is not modified
+    assert apply_overrides(base, ["data.compare=[]"]).data.compare == []
+    assert apply_overrides(base, ["model.hidden_features=(32, 16)"]).model.hidden_features == (
+        32,
+        16,
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("train.lr", "expected section.field=value"),
+        ("lr=1", "expected section.field=value"),
+        ("optim.lr=1", "unknown section 'optim'"),
+        ("train.learning_rate=1", "unknown key 'train.learning_rate'"),
+        ("train.epochs=ten", r"train\.epochs: expected an integer, got 'ten'"),
+        ("train.amp=maybe", r"train\.amp: expected true or false"),
+        ("train.lr=none", r"train\.lr: expected a number, got 'none'"),
+        ("model.hidden_features=[256,,256]", "empty item"),
+        ("train.device=tpu", "choose one of auto, cpu, cuda"),
+        ("train.lr=-1", "must be a positive number"),
+        ("data.split=speaker:", "speaker:NAME"),
+        ("calibration.target_fpr=1.5", "between 0 and 1"),
+    ],
+)
+def test_override_errors(item, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(RunConfig(), [item])
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    epochs=st.integers(1, 10**6),
+    lr=st.floats(1e-8, 10.0),
+    hidden=st.lists(st.integers(1, 4096), min_size=1, max_size=4),
+)
+def test_overrides_round_trip_values(epochs, lr, hidden):
+    cfg = apply_overrides(
+        RunConfig(),
+        [f"train.epochs={epochs}", f"train.lr={lr!r}", f"model.hidden_features={hidden}"],
+    )
+    assert (cfg.train.epochs, cfg.train.lr, cfg.model.hidden_features) == (
+        epochs,
+        lr,
+        tuple(hidden),
+    )
+
+
+def test_featurizer_kwargs_per_name():
+    assert FeatureConfig().featurizer_config() == {
+        "name": "fft",
+        "sample_rate": 8000,
+        "n_fft": 512,
+        "seconds": 1.0,
+        "mode": "welch",
+    }
+    stft = FeatureConfig(name="stft", n_fft=256, hop_length=64, n_mels=40, flatten=True)
+    assert stft.featurizer_kwargs() == {
+        "sample_rate": 8000,
+        "n_fft": 256,
+        "hop_length": 64,
+        "n_mels": 40,
+        "log": True,
+        "seconds": 1.0,
+        "flatten": True,
+    }
+    assert FeatureConfig(name="mulaw", bits=8, seconds=None).featurizer_kwargs() == {
+        "sample_rate": 8000,
+        "bits": 8,
+        "seconds": None,
+    }
+
+
+def test_model_kwargs_per_name():
+    assert ModelConfig().model_kwargs() == {
+        "num_flows": 5,
+        "hidden_features": (512, 512),
+        "activation": "tanh",
+        "batch_norm": True,
+        "permutation": "reverse",
+        "base": "normal",
+    }
+    assert ModelConfig(name="made", hidden_features=(64,)).model_kwargs() == {
+        "hidden_features": (64,),
+        "output": "gaussian",
+        "activation": "tanh",
+    }
+    assert ModelConfig(base="mog", components=4).model_kwargs()["components"] == 4
+    assert ModelConfig(name="made", output="mog", components=3).model_kwargs()["components"] == 3
+    assert ModelConfig(name="wavenet").model_kwargs() == {
+        "residual_channels": 64,
+        "skip_channels": 128,
+        "kernel_size": 2,
+        "dilation_cycles": 2,
+        "max_dilation": 512,
+        "output": "categorical",
+    }
+    with pytest.raises(ConfigError, match="choose one of maf, made, wavenet"):
+        ModelConfig(name="pixelcnn")
+    with pytest.raises(ConfigError, match="hidden_features"):
+        ModelConfig(hidden_features=(0,))
+    with pytest.raises(ConfigError, match="patience"):
+        TrainConfig(patience=0)
+
+
+def test_kwargs_build_the_real_featurizers_and_models():
+    features = pytest.importorskip("audioar.features")
+    models = pytest.importorskip("audioar.models")
+    for name in ("fft", "stft", "mulaw"):
+        features.featurizer_from_config(FeatureConfig(name=name).featurizer_config())
+    small = {"hidden_features": (8,), "num_flows": 2}
+    models.MAF(features=4, **ModelConfig(**small).model_kwargs())
+    models.MAF(features=4, **ModelConfig(**small, base="mog", components=2).model_kwargs())
+    models.MADE(features=4, **ModelConfig(name="made", **small).model_kwargs())
+    wavenet = ModelConfig(name="wavenet", residual_channels=4, skip_channels=4, max_dilation=2)
+    models.WaveNet(classes=2, quantization=16, **wavenet.model_kwargs())
