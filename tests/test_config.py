@@ -33,7 +33,7 @@ def test_defaults_match_the_design():
     cfg = RunConfig()
     assert FORMAT_VERSION == 1
     assert (cfg.data.root, cfg.data.target, cfg.data.compare) == (None, "zero", [])
-    assert (cfg.features.name, cfg.features.n_fft, cfg.features.mode) == ("fft", 512, "welch")
+    assert (cfg.features.name, cfg.features.n_fft, cfg.features.segments) == ("segments", 512, 4)
     assert (cfg.model.num_flows, cfg.model.hidden_features) == (5, (512, 512))
     assert (cfg.train.patience, cfg.train.grad_clip, cfg.train.device) == (30, 5.0, "auto")
     assert (cfg.calibration.target_fpr, cfg.calibration.method) == (0.05, "empirical")
@@ -82,7 +82,7 @@ def test_recipe_errors_name_file_and_key(tmp_path):
         load_recipe(recipe(tmp_path, "[train\n"))
     with pytest.raises(ConfigError, match="recipe not found"):
         load_recipe(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="choose one of fft, stft, mulaw"):
+    with pytest.raises(ConfigError, match="choose one of segments, fft, stft, mulaw"):
         load_recipe(recipe(tmp_path, '[features]\nname = "mfcc"\n'))
 
 
@@ -176,13 +176,26 @@ def test_overrides_round_trip_values(epochs, lr, hidden):
 
 def test_featurizer_kwargs_per_name():
     assert FeatureConfig().featurizer_config() == {
+        "name": "segments",
+        "sample_rate": 8000,
+        "n_fft": 512,
+        "hop_length": 128,
+        "n_mels": 32,
+        "segments": 4,
+        "normalize": True,
+        "seconds": None,
+    }
+    assert FeatureConfig(name="fft", seconds=1.0).featurizer_config() == {
         "name": "fft",
         "sample_rate": 8000,
         "n_fft": 512,
         "seconds": 1.0,
         "mode": "welch",
+        "hop_length": None,
     }
-    stft = FeatureConfig(name="stft", n_fft=256, hop_length=64, n_mels=40, flatten=True)
+    stft = FeatureConfig(
+        name="stft", n_fft=256, hop_length=64, n_mels=40, flatten=True, seconds=1.0
+    )
     assert stft.featurizer_kwargs() == {
         "sample_rate": 8000,
         "n_fft": 256,
@@ -234,7 +247,7 @@ def test_model_kwargs_per_name():
 def test_kwargs_build_the_real_featurizers_and_models():
     features = pytest.importorskip("audioar.features")
     models = pytest.importorskip("audioar.models")
-    for name in ("fft", "stft", "mulaw"):
+    for name in ("segments", "fft", "stft", "mulaw"):
         features.featurizer_from_config(FeatureConfig(name=name).featurizer_config())
     small = {"hidden_features": (8,), "num_flows": 2}
     models.MAF(features=4, **ModelConfig(**small).model_kwargs())

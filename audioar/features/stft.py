@@ -1,0 +1,196 @@
+"""Short-time spectra: log-magnitude (or log-mel) frames ``(batch, time, bins)``."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchaudio.functional import melscale_fbanks
+
+from audioar.errors import ConfigError
+from audioar.features.base import (
+    Featurizer,
+    check_int,
+    check_seconds,
+    fix_length,
+    power_spectrum,
+    safe_log,
+)
+
+__all__ = ["STFTConfig", "STFT"]
+
+
+@dataclass
+class STFTConfig:
+    """Settings of :class:`STFT`. ``hop_length``/``win_length`` are stored resolved."""
+
+    sample_rate: int = 8000  # Hz the waveform must have
+    n_fft: int = 256  # FFT size; n_fft // 2 + 1 linear bins
+    hop_length: int | None = None  # samples between frames; None -> n_fft // 4 (librosa's)
+    win_length: int | None = None  # Hann window length (<= n_fft); None -> n_fft
+    n_mels: int | None = None  # mel bands (Slaney scale and norm, as librosa); None: linear
+    power: float = 1.0  # 1.0: magnitude, 2.0: power (librosa's melspectrogram uses 2.0)
+    log: bool = True  # log(x + 1e-6) of the (mel) magnitudes
+    seconds: float | None = None  # pad/trim every clip to this length; None keeps its length
+    flatten: bool = False  # (time * bins,) per clip; needs seconds
+
+    def __post_init__(self) -> None:
+        check_int("sample_rate", self.sample_rate)
+        check_int("n_fft", self.n_fft, minimum=2)
+        if self.win_length is None:
+            self.win_length = self.n_fft
+        check_int("win_length", self.win_length)
+        if self.win_length > self.n_fft:
+            raise ConfigError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if self.hop_length is None:
+            self.hop_length = max(1, self.win_length // 4)
+        check_int("hop_length", self.hop_length)
+        if self.n_mels is not None:
+            check_int("n_mels", self.n_mels)
+        if isinstance(self.power, bool) or not isinstance(self.power, (int, float)):
+            raise ConfigError(f"power must be a positive number, got {self.power!r}")
+        if self.power <= 0:
+            raise ConfigError(f"power must be a positive number, got {self.power!r}")
+        self.power = float(self.power)
+        if not isinstance(self.log, bool) or not isinstance(self.flatten, bool):
+            raise ConfigError("log and flatten must be true or false")
+        self.seconds = check_seconds(self.seconds)
+        if self.flatten and self.seconds is None:
+            raise ConfigError("flatten=True needs seconds (a fixed number of frames)")
+
+
+class STFT(Featurizer):
+    """Log-magnitude (or log-mel) spectrogram frames.
+
+    The frames are those of ``librosa.stft`` with its defaults: a periodic Hann window of
+    ``win_length`` centred in ``n_fft``, ``center=True`` with zero padding of ``n_fft // 2``
+    on both sides, so a clip of ``L`` samples gives ``1 + L // hop_length`` frames. Values are
+    ``|X| ** power``, optionally projected on a Slaney mel filterbank (librosa's
+    ``filters.mel`` defaults), then ``log(x + 1e-6)`` when ``log``.
+
+    Args:
+        sample_rate: Rate in Hz the waveform must have. Default 8000.
+        n_fft: FFT size. Default 256 (32 ms at 8 kHz); ``n_fft // 2 + 1`` linear bins.
+        hop_length: Samples between frames. Default None: ``win_length // 4`` (as librosa).
+        n_mels: Number of mel bands; None (default) keeps the linear bins.
+        log: Take ``log(x + 1e-6)``. Default True.
+        seconds: Pad with silence / trim every clip to this many seconds first, giving a
+            fixed number of frames. Default None (keep the clip's length).
+        flatten: Return each clip's frames flattened to ``(time * bins,)`` (the input of the
+            original experiment); needs ``seconds``. Default False.
+        win_length: Hann window length, at most ``n_fft``. Default None: ``n_fft``.
+        power: Exponent of the magnitude: 1.0 (default) magnitude, 2.0 power.
+
+    Shapes:
+        waveform ``(time,)`` or ``(batch, time)`` -> ``(frames, bins)`` or
+        ``(batch, frames, bins)``; flattened: ``(frames * bins,)`` or
+        ``(batch, frames * bins)``. ``bins`` is ``n_mels`` or ``n_fft // 2 + 1``.
+
+    Example:
+        >>> stft = STFT(sample_rate=8000, n_fft=256, n_mels=40, seconds=1.0)
+        >>> stft(torch.zeros(3, 8000)).shape
+        torch.Size([3, 126, 40])
+    """
+
+    name = "stft"
+    config_class = STFTConfig
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        n_fft: int = 256,
+        hop_length: int | None = None,
+        n_mels: int | None = None,
+        log: bool = True,
+        seconds: float | None = None,
+        flatten: bool = False,
+        win_length: int | None = None,
+        power: float = 1.0,
+    ) -> None:
+        config = STFTConfig(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            n_mels=n_mels,
+            power=power,
+            log=log,
+            seconds=seconds,
+            flatten=flatten,
+        )
+        super().__init__(config)
+        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+        if config.n_mels is not None:
+            fbanks = melscale_fbanks(
+                n_freqs=config.n_fft // 2 + 1,
+                f_min=0.0,
+                f_max=config.sample_rate / 2,
+                n_mels=config.n_mels,
+                sample_rate=config.sample_rate,
+                norm="slaney",
+                mel_scale="slaney",
+            )  # (freqs, mels)
+            self.register_buffer("mel_fbanks", fbanks.T.contiguous(), persistent=False)
+        else:
+            self.mel_fbanks = None
+
+    @property
+    def num_bins(self) -> int:
+        """Bins per frame: ``n_mels`` or ``n_fft // 2 + 1``."""
+        return self.config.n_mels or self.config.n_fft // 2 + 1
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames for a clip of ``num_samples`` samples (after pad/trim): ``1 + L // hop``."""
+        if self.num_samples is not None:
+            num_samples = self.num_samples
+        return 1 + num_samples // self.config.hop_length
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """Compute the frames.
+
+        Args:
+            waveform: ``(time,)`` or ``(batch, time)`` float samples.
+
+        Returns:
+            ``(frames, bins)`` / ``(batch, frames, bins)``, or flattened (see class doc).
+        """
+        c = self.config
+        x = waveform.float()
+        if self.num_samples is not None:
+            x = fix_length(x, self.num_samples)
+        unbatched = x.dim() == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        spec = power_spectrum(
+            torch.stft(
+                x,
+                n_fft=c.n_fft,
+                hop_length=c.hop_length,
+                win_length=c.win_length,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
+        )  # |X|², (batch, freqs, frames)
+        if c.power == 1.0:
+            spec = spec.sqrt()
+        elif c.power != 2.0:
+            spec = spec.pow(c.power / 2)
+        if self.mel_fbanks is not None:
+            spec = torch.matmul(self.mel_fbanks, spec)  # (batch, mels, frames)
+        if c.log:
+            spec = safe_log(spec)
+        frames = spec.transpose(1, 2)  # (batch, frames, bins)
+        if c.flatten:
+            frames = frames.reshape(frames.shape[0], -1)
+        else:
+            frames = frames.contiguous()
+        return frames[0] if unbatched else frames
+
+    def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:
+        """``(frames, bins)`` (``frames`` None when unknown) or ``(frames * bins,)``."""
+        length = self.num_samples if self.num_samples is not None else num_samples
+        frames = None if length is None else self.num_frames(length)
+        if self.config.flatten:
+            return (frames * self.num_bins,)
+        return (frames, self.num_bins)
