@@ -1,0 +1,69 @@
+"""Shared pieces of the commands: run configuration from options, the live epoch table."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from audioar.config import RunConfig, apply_overrides, load_recipe
+from audioar.train import EpochStats
+
+__all__ = ["console", "resolve_config", "EpochTable"]
+
+console = Console(highlight=False)
+
+
+def resolve_config(recipe: Path | None, overrides: Sequence[str], sets: Sequence[str]) -> RunConfig:
+    """Recipe (or defaults), then the explicit options, then ``--set`` overrides (last wins)."""
+    cfg = load_recipe(recipe) if recipe is not None else RunConfig()
+    return apply_overrides(cfg, [*overrides, *sets])
+
+
+class EpochTable:
+    """The per-epoch comparison table: train and validation log-likelihood of the target
+    and the mean log-likelihood of each compared class (the original experiment's printout).
+
+    Keeps every row; renders the last ``rows`` epochs and at most ``max_columns`` classes.
+    """
+
+    def __init__(self, target: str, rows: int = 12, max_columns: int = 8) -> None:
+        self.target = target
+        self.rows = rows
+        self.max_columns = max_columns
+        self.history: list[tuple[EpochStats, dict[str, float]]] = []
+
+    def add(self, stats: EpochStats, columns: dict[str, float]) -> None:
+        """Record one epoch."""
+        self.history.append((stats, dict(columns)))
+
+    def render(self) -> Table:
+        """The table of the most recent epochs."""
+        table = Table(title=f"log-likelihood per clip (nats); normal class {self.target!r}")
+        table.add_column("epoch", justify="right")
+        table.add_column("train", justify="right")
+        table.add_column(f"val {self.target}", justify="right", style="bold")
+        labels = list(self.history[-1][1]) if self.history else []
+        shown = labels[: self.max_columns]
+        for label in shown:
+            table.add_column(label.removeprefix("ll_"), justify="right")
+        for stats, columns in self.history[-self.rows :]:
+            mark = " *" if stats.best else ""
+            beaten = [c for c in shown if columns.get(c, float("-inf")) > stats.val_log_likelihood]
+            cells = [
+                f"[red]{columns[c]:.1f}[/]"
+                if c in beaten
+                else f"{columns.get(c, float('nan')):.1f}"
+                for c in shown
+            ]
+            table.add_row(
+                f"{stats.epoch}{mark}",
+                f"{stats.train_log_likelihood:.1f}",
+                f"{stats.val_log_likelihood:.1f}",
+                *cells,
+            )
+        if len(labels) > len(shown):
+            table.caption = f"{len(labels) - len(shown)} more classes in history.csv"
+        else:
+            table.caption = "* best validation so far; red: a class scoring above the target"
+        return table

@@ -1,0 +1,123 @@
+"""``audioar fit``: train a density model on the normal class and save a calibrated run."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from audioar_cli.common import EpochTable, console, resolve_config
+from audioar_cli.errors import friendly_errors
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audioar.pipeline import fit_run
+from audioar.train import EpochStats
+
+__all__ = ["fit_command"]
+
+
+@friendly_errors
+def fit_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data folder or CSV manifest. Default: the embedded synthetic set."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--class", help="The normal class (default: zero).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="maf | made.")] = None,
+    features: Annotated[
+        str | None, typer.Option(help="segments (default) | fft | stft | mulaw.")
+    ] = None,
+    recipe: Annotated[Path | None, typer.Option(help="TOML recipe (recipes/*.toml).")] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Dotted override, e.g. --set train.lr=1e-4 (repeatable)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="official | random | speaker:NAME (default official).")
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="Classes to track per epoch, comma-separated (default: all others)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits and training.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted fit of --out.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
+    ] = False,
+) -> None:
+    """Fit a density model to the normal class; calibrate a threshold; save the run."""
+    options = {
+        "data.root": data,
+        "data.target": target,
+        "model.name": model,
+        "features.name": features,
+        "data.split": split,
+        "data.compare": compare,
+        "train.epochs": epochs,
+        "data.seed": seed,
+        "train.seed": seed,
+        "train.device": device,
+    }
+    overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
+    cfg = resolve_config(recipe, overrides, sets or [])
+    where = cfg.data.root or "the embedded synthetic data set"
+    console.print(
+        f"fitting [bold]{cfg.model.name}[/] on class [bold]{cfg.data.target!r}[/] of {where} "
+        f"({cfg.features.name} features, split {cfg.data.split})"
+    )
+    table = EpochTable(cfg.data.target)
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("fit", total=None)
+
+    with Live(Group(bar), console=console, refresh_per_second=4, transient=True) as live:
+
+        def on_epoch(stats: EpochStats, columns: dict[str, float]) -> None:
+            table.add(stats, columns)
+            live.update(Group(table.render(), bar))
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        trained, summary = fit_run(
+            cfg,
+            out,
+            use_cache=not no_cache,
+            resume=resume,
+            overwrite=overwrite,
+            on_epoch=on_epoch,
+            progress=progress,
+        )
+    if table.history:
+        console.print(table.render())
+    result = summary.result
+    best = result.best_val_log_likelihood
+    console.print(
+        f"best epoch {result.best_epoch} (validation log-likelihood "
+        f"{best:.1f} nats, {best / trained.dims:.3f} per dim); stopped: {result.stopped}; "
+        f"{summary.n_train} training clips, "
+        f"{summary.seconds:.0f} s on {result.device}"
+    )
+    if summary.skipped:
+        console.print(f"[yellow]skipped {len(summary.skipped)} unreadable clip(s)[/]")
+    console.print(
+        f"threshold {trained.calibration.threshold:.2f} (anomaly score, target FPR "
+        f"{trained.calibration.target_fpr:g}); run saved to [bold]{out}[/]"
+    )
+    console.print(f"next: audioar evaluate --model {out}")
