@@ -41,7 +41,7 @@ FORMAT_VERSION = 1  # version of the run-directory layout and of the stored conf
 
 # Allowed values of the enumerated fields, "section.field" -> choices.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "features.name": ("fft", "stft", "mulaw"),
+    "features.name": ("segments", "fft", "stft", "mulaw"),
     "features.mode": ("welch", "blog"),
     "model.name": ("maf", "made", "wavenet"),
     "model.activation": ("tanh", "relu", "elu", "gelu", "silu"),
@@ -104,12 +104,15 @@ class DataConfig:
 class FeatureConfig:
     """Which featurizer turns a waveform into the model's input."""
 
-    name: str = "fft"  # fft (whole-window spectrum) | stft (frames) | mulaw (8-bit codes)
+    name: str = "segments"  # segments (log-mel per time segment) | fft | stft | mulaw
     sample_rate: int = 8000  # Hz; clips are resampled to it
-    n_fft: int = 512  # FFT size (fft, stft): n_fft // 2 + 1 bins
-    hop_length: int | None = None  # stft only: samples between frames; None -> n_fft // 4
-    n_mels: int | None = None  # stft only: mel bands; None -> linear-frequency bins
-    seconds: float | None = 1.0  # pad/trim every clip to this length; None keeps its length
+    n_fft: int = 512  # FFT size (segments, fft, stft): n_fft // 2 + 1 linear bins
+    # frame step; None -> 128 (segments), n_fft // 2 (fft), n_fft // 4 (stft)
+    hop_length: int | None = None
+    n_mels: int | None = None  # mel bands (segments, stft); None -> 32 (segments), linear (stft)
+    segments: int = 4  # segments only: equal-duration parts of each clip
+    normalize: bool = True  # segments only: divide by the clip's mean power (level invariance)
+    seconds: float | None = None  # pad/trim (trim only for segments) to this length; None keeps it
     mode: str = "welch"  # fft only: welch (averaged periodogram) | blog (the write-up's FFT)
     flatten: bool = False  # stft only: one (time * bins,) vector per clip (needs seconds)
     bits: int = 8  # mulaw only: 2**bits quantization levels
@@ -117,7 +120,7 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
         _choice("features", "mode", self.mode)
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "bits"):
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments"):
             _positive("features", name, getattr(self, name), allow_none=True)
         _positive("features", "seconds", self.seconds, allow_none=True)
         if not 1 <= self.bits <= 16:
@@ -127,13 +130,25 @@ class FeatureConfig:
         """The constructor arguments of the chosen featurizer (without ``name``).
 
         Returns:
-            For ``fft``: ``sample_rate, n_fft, seconds, mode``; for ``stft``: ``sample_rate,
-            n_fft, hop_length, n_mels, log=True, seconds, flatten``; for ``mulaw``:
-            ``sample_rate, bits, seconds``. ``{"name": name, **kwargs}`` is what
-            ``audioar.features.featurizer_from_config`` takes.
+            For ``segments``: ``sample_rate, n_fft, hop_length, n_mels, segments, normalize,
+            seconds``; for ``fft``: ``sample_rate, n_fft, seconds, mode, hop_length``; for
+            ``stft``: ``sample_rate, n_fft, hop_length, n_mels, log=True, seconds,
+            flatten``; for ``mulaw``: ``sample_rate, bits, seconds``.
+            ``{"name": name, **kwargs}`` is what ``audioar.features.featurizer_from_config``
+            takes.
         """
+        if self.name == "segments":
+            return {
+                "sample_rate": self.sample_rate,
+                "n_fft": self.n_fft,
+                "hop_length": self.hop_length or 128,
+                "n_mels": self.n_mels or 32,
+                "segments": self.segments,
+                "normalize": self.normalize,
+                "seconds": self.seconds,
+            }
         if self.name == "fft":
-            keys = ("sample_rate", "n_fft", "seconds", "mode")
+            keys = ("sample_rate", "n_fft", "seconds", "mode", "hop_length")
         elif self.name == "stft":
             keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "seconds", "flatten")
         else:
