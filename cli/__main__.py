@@ -1,0 +1,5 @@
+"""``python -m audioar_cli``: the same as the ``audioar`` command."""
+
+from audioar_cli.main import app
+
+app()
