@@ -26,10 +26,30 @@ __all__ = [
     "seconds_to_samples",
     "check_int",
     "check_seconds",
+    "mel_filterbank",
 ]
 
 #: Added before every logarithm, so silence maps to ``log(1e-6) ≈ -13.8`` instead of ``-inf``.
 LOG_FLOOR = 1e-6
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
+    """Slaney-style mel filterbank as librosa's ``filters.mel`` defaults build it.
+
+    Returns:
+        ``(n_fft // 2 + 1, n_mels)`` weights: ``power @ fbanks`` gives band powers.
+    """
+    from torchaudio.functional import melscale_fbanks
+
+    return melscale_fbanks(
+        n_freqs=n_fft // 2 + 1,
+        f_min=0.0,
+        f_max=sample_rate / 2,
+        n_mels=n_mels,
+        sample_rate=sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
 
 
 def safe_log(x: Tensor) -> Tensor:

@@ -4,10 +4,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchaudio.functional import melscale_fbanks
 
 from audioar.errors import ConfigError
-from audioar.features.base import Featurizer, check_int, check_seconds, fix_length
+from audioar.features.base import (
+    Featurizer,
+    check_int,
+    check_seconds,
+    fix_length,
+    mel_filterbank,
+)
 from audioar.features.whole_window import welch_frame_counts
 
 __all__ = ["SegmentsConfig", "SegmentSpectrum", "segment_weights"]
@@ -126,15 +131,7 @@ class SegmentSpectrum(Featurizer):
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        fbanks = melscale_fbanks(
-            n_freqs=n_fft // 2 + 1,
-            f_min=0.0,
-            f_max=sample_rate / 2,
-            n_mels=n_mels,
-            sample_rate=sample_rate,
-            norm="slaney",
-            mel_scale="slaney",
-        )  # (freqs, mels)
+        fbanks = mel_filterbank(sample_rate, n_fft, n_mels)  # (freqs, mels)
         self.register_buffer("mel_fbanks", fbanks, persistent=False)
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:

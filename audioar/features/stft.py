@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchaudio.functional import melscale_fbanks
 
 from audioar.errors import ConfigError
 from audioar.features.base import (
@@ -12,6 +11,7 @@ from audioar.features.base import (
     check_int,
     check_seconds,
     fix_length,
+    mel_filterbank,
     power_spectrum,
     safe_log,
 )
@@ -120,15 +120,7 @@ class STFT(Featurizer):
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
         if config.n_mels is not None:
-            fbanks = melscale_fbanks(
-                n_freqs=config.n_fft // 2 + 1,
-                f_min=0.0,
-                f_max=config.sample_rate / 2,
-                n_mels=config.n_mels,
-                sample_rate=config.sample_rate,
-                norm="slaney",
-                mel_scale="slaney",
-            )  # (freqs, mels)
+            fbanks = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
             self.register_buffer("mel_fbanks", fbanks.T.contiguous(), persistent=False)
         else:
             self.mel_fbanks = None
