@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audioar.errors import RunFormatError
+from audioar.errors import AudioarError, RunFormatError
 from audioar.evaluate import atomic_write_bytes
 
 __all__ = ["build_report", "REPORT_FORMAT_VERSION", "MAX_EPOCH_ROWS"]
@@ -353,19 +353,34 @@ def _kv_table(caption: str, items: Mapping[str, Any]) -> _Table:
     return _Table(["setting", "value"], rows, caption=caption)
 
 
+def _model_settings(model: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the settings of the model the run used (a MAF run lists no WaveNet fields)."""
+    from audioar.config import ModelConfig
+
+    try:
+        used = ModelConfig(**model).model_kwargs()
+    except (TypeError, ValueError, AudioarError):
+        return dict(model)  # an older or partial config: show what is there
+    keys = {"name", *used}
+    if model.get("name") == "wavenet":  # its output is stored as wavenet_output
+        keys = (keys - {"output"}) | {"wavenet_output"}
+    return {k: v for k, v in model.items() if k in keys}
+
+
 def _setup_blocks(cfg: Mapping[str, Any]) -> list[_Block]:
     conf = _section(cfg, "config")
     data = {**_section(conf, "data"), **_section(cfg, "extra", "data")}
     classes = data.pop("classes", None)
     if isinstance(classes, list):
         data["classes"] = f"{len(classes)}: " + ", ".join(str(c) for c in classes)
-    features = {**_section(conf, "features"), **_section(cfg, "featurizer")}
+    # The featurizer's own config holds exactly the settings that apply to it.
+    features = _section(cfg, "featurizer") or _section(conf, "features")
     train = {**_section(conf, "train"), **_section(cfg, "extra", "fit")}
     calib = {**_section(conf, "calibration"), **_section(cfg, "calibration")}
     tables = [
         _kv_table("Data", data),
         _kv_table("Features", features),
-        _kv_table("Model", _section(conf, "model")),
+        _kv_table("Model", _model_settings(_section(conf, "model"))),
         _kv_table("Training", train),
         _kv_table("Calibration", calib),
         _kv_table("Run", {k: cfg.get(k) for k in ("audioar_version", "created", "format_version")}),
