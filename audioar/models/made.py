@@ -1,0 +1,460 @@
+"""MADE: a masked MLP whose outputs parameterise p(x_i | x_<i) for every i in one pass.
+
+The network works internally in *generation order*: inputs are permuted so that the
+``k``-th generated feature sits in column ``k``, context columns come first, and hidden
+units are sorted by degree. Every mask is then block lower-triangular, which gives two fast
+paths beside the plain masked-MLP reference:
+
+* ``block_sparse``: the forward and backward passes skip the all-zero weight blocks;
+* incremental sampling/inversion: when feature ``k`` becomes known, only the hidden units
+  of degree ``k`` and the outputs of feature ``k + 1`` are computed (one network's worth
+  of work in total instead of ``features`` full passes).
+
+References:
+    | MADE: Masked Autoencoder for Distribution Estimation (Germain et al., 2015)
+    | https://arxiv.org/abs/1502.03509
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from audioar.errors import ConfigError, DataError
+from audioar.layers.block_linear import (
+    FUSED_ACTIVATIONS,
+    activate_,
+    block_linear,
+    block_masked_linear,
+    triangular_blocks,
+)
+from audioar.layers.masked_linear import MaskedLinear
+from audioar.layers.masks import input_degrees, made_degrees, made_masks
+
+__all__ = ["MADE", "MADEConfig", "ACTIVATIONS", "OUTPUTS", "soft_clamp"]
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+}
+OUTPUTS = ("gaussian", "mog", "bernoulli", "categorical")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def soft_clamp(x: Tensor, bound: float) -> Tensor:
+    """Smoothly squash ``x`` into ``(-bound, bound)``: ``bound * tanh(x / bound)``, identity near 0.
+
+    Written with a sigmoid (``tanh(u) = 2 sigmoid(2u) - 1``), which is about twice as fast
+    as ``torch.tanh`` on CPU.
+    """
+    return torch.sigmoid(x * (2.0 / bound)) * (2.0 * bound) - bound
+
+
+@dataclass
+class MADEConfig:
+    """Hyper-parameters of :class:`MADE` (one field per constructor argument)."""
+
+    features: int  # data dimensions D (e.g. 257 spectrum bins)
+    hidden_features: tuple[int, ...] = (512, 512)  # units of each hidden layer
+    output: str = "gaussian"  # "gaussian" | "mog" | "bernoulli" | "categorical"
+    order: str | list[int] = "natural"  # "natural" | "reverse" | "random" | explicit permutation
+    context_features: int = 0  # size of the context vector (e.g. a class one-hot); 0 = none
+    components: int = 5  # mixture components (output="mog")
+    categories: int = 0  # values per feature (output="categorical"), must be >= 2 there
+    activation: str = "relu"  # one of ACTIVATIONS
+    hidden_degrees: str = "equal"  # "equal" (no dead connectivity) | "random" (original MADE)
+    dropout: float = 0.0  # dropout on hidden activations during training
+    log_scale_bound: float = 5.0  # log-scales are soft-clamped to (-bound, bound)
+    seed: int = 0  # seeds random orders and random hidden degrees
+    block_sparse: bool = True  # fast path: skip the zero blocks of the masked weights
+    num_blocks: int = 4  # row blocks per layer for the fast path
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation over ``features`` dimensions.
+
+    Args:
+        features: Data dimensions ``D``.
+        hidden_features: Units of each hidden layer, default ``(512, 512)``.
+        output: Conditional family, default ``"gaussian"`` (mean, log-scale); ``"mog"``
+            (``components`` Gaussians per dimension); ``"bernoulli"`` (logits, data in
+            ``{0, 1}``); ``"categorical"`` (``categories`` logits, data long in
+            ``[0, categories)``, fed to the network one-hot).
+        order: Generation order, default ``"natural"``; see
+            :func:`audioar.layers.masks.input_degrees`.
+        context_features: Size of an optional context vector (e.g. a class one-hot) that
+            reaches every hidden unit; default ``0``.
+        components: Mixture components for ``"mog"``, default ``5``.
+        categories: Values per dimension for ``"categorical"``.
+        activation: Hidden activation name, default ``"relu"``.
+        hidden_degrees: ``"equal"`` (default) or ``"random"`` hidden degrees.
+        dropout: Dropout probability on hidden units in training, default ``0.0``.
+        log_scale_bound: Soft bound on every log-scale, default ``5.0``.
+        seed: Seed for random orders / degrees, default ``0``.
+        block_sparse: Use the block-triangular fast path, default ``True``.
+        num_blocks: Row blocks per layer for that path, default ``4``.
+
+    Example:
+        >>> made = MADE(8, hidden_features=(64, 64))
+        >>> made.log_prob(torch.randn(16, 8)).shape
+        torch.Size([16])
+        >>> made.sample(4).shape
+        torch.Size([4, 8])
+    """
+
+    perm: Tensor
+    inv_perm: Tensor
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: Sequence[int] = (512, 512),
+        output: str = "gaussian",
+        order: str | Sequence[int] | Tensor = "natural",
+        context_features: int = 0,
+        *,
+        components: int = 5,
+        categories: int = 0,
+        activation: str = "relu",
+        hidden_degrees: str = "equal",
+        dropout: float = 0.0,
+        log_scale_bound: float = 5.0,
+        seed: int = 0,
+        block_sparse: bool = True,
+        num_blocks: int = 4,
+    ) -> None:
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ConfigError(f"MADE output must be one of {OUTPUTS}, got {output!r}")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
+        if output == "categorical" and categories < 2:
+            raise ConfigError(f"output='categorical' needs categories >= 2, got {categories}")
+        if output == "mog" and components < 1:
+            raise ConfigError(f"output='mog' needs components >= 1, got {components}")
+        if context_features < 0 or not 0.0 <= dropout < 1.0 or log_scale_bound <= 0:
+            raise ConfigError("need context_features >= 0, 0 <= dropout < 1, log_scale_bound > 0")
+        self.features = features
+        self.output = output
+        self.context_features = context_features
+        self.components = components
+        self.categories = categories
+        self.activation = activation
+        self.dropout = dropout
+        self.log_scale_bound = log_scale_bound
+        self.block_sparse = block_sparse
+        self.params_per_feature = {
+            "gaussian": 2,
+            "mog": 3 * components,
+            "bernoulli": 1,
+            "categorical": categories,
+        }[output]
+        self.units_per_feature = categories if output == "categorical" else 1
+
+        generator = torch.Generator().manual_seed(seed)
+        degrees = input_degrees(features, order, generator)
+        # perm[k] = the feature generated k-th; inv_perm[j] = position of feature j.
+        self.register_buffer("perm", torch.argsort(degrees))
+        self.register_buffer("inv_perm", degrees - 1)
+        # Cheap special cases of the permutation (no gather, no scatter in backward).
+        if torch.equal(degrees, torch.arange(1, features + 1)):
+            self._order_kind = "natural"
+        elif torch.equal(degrees, torch.arange(features, 0, -1)):
+            self._order_kind = "reverse"
+        else:
+            self._order_kind = "general"
+        sorted_in = torch.arange(1, features + 1).repeat_interleave(self.units_per_feature)
+        layer_degrees = made_degrees(
+            sorted_in, tuple(hidden_features), context_features, hidden_degrees, generator
+        )
+        out_degrees = torch.arange(1, features + 1).repeat_interleave(self.params_per_feature)
+        masks = made_masks(layer_degrees, out_degrees)
+        self.layers = nn.ModuleList(MaskedLinear(mask) for mask in masks)
+        self._blocks = [triangular_blocks(mask, num_blocks) for mask in masks]
+        self._plan, self._seen_last = _incremental_plan(layer_degrees, features)
+
+    @classmethod
+    def from_config(cls, cfg: MADEConfig) -> MADE:
+        """Build a MADE from a :class:`MADEConfig`."""
+        kwargs = asdict(cfg)
+        kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
+        return cls(**kwargs)
+
+    # ----------------------------------------------------------------- network
+    def to_generation_order(self, x: Tensor) -> Tensor:
+        """``(batch, features, ...)`` in the original order -> generation order."""
+        if self._order_kind == "natural":
+            return x
+        if self._order_kind == "reverse":
+            return x.flip(1)
+        return x[:, self.perm]
+
+    def from_generation_order(self, xs: Tensor) -> Tensor:
+        """Inverse of :meth:`to_generation_order`."""
+        if self._order_kind == "natural":
+            return xs
+        if self._order_kind == "reverse":
+            return xs.flip(1)
+        return xs[:, self.inv_perm]
+
+    def _encode(self, x: Tensor) -> Tensor:
+        """Data ``(batch, features)`` in original order -> network inputs in generation order."""
+        xs = self.to_generation_order(x)
+        if self.output == "categorical":
+            return F.one_hot(xs.long(), self.categories).flatten(1).to(self.layers[0].weight.dtype)
+        return xs.to(self.layers[0].weight.dtype)
+
+    def _context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        if self.context_features == 0:
+            if context is not None:
+                raise DataError("this model was built without context (context_features=0)")
+            return None
+        if context is None:
+            raise DataError(f"this model needs a context of {self.context_features} features")
+        context = context.reshape(-1, context.shape[-1]) if context.ndim != 2 else context
+        if context.shape[-1] != self.context_features:
+            raise DataError(
+                f"context has {context.shape[-1]} features, expected {self.context_features}"
+            )
+        if context.shape[0] != batch:
+            if context.shape[0] != 1:
+                raise DataError(f"context batch {context.shape[0]} does not match {batch}")
+            context = context.expand(batch, -1)
+        return context.to(self.layers[0].weight.dtype)
+
+    def _network(self, h: Tensor, fast: bool | None = None, dropout: bool = True) -> Tensor:
+        """Masked MLP on generation-order inputs ``(batch, in_units)`` -> ``(batch, out_units)``.
+
+        ``fast=None`` follows :attr:`block_sparse`; under autocast the plain path runs (the
+        fast path writes into preallocated float tensors).
+        """
+        fast = self.block_sparse if fast is None else fast
+        fast = fast and not torch.is_autocast_enabled(h.device.type)
+        dropout = dropout and self.training and self.dropout > 0
+        act = ACTIVATIONS[self.activation]
+        fused = self.activation in FUSED_ACTIVATIONS
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            hidden = i < last
+            if fast and torch.is_grad_enabled():
+                name = self.activation if hidden and fused else "identity"
+                mask = layer.float_mask()
+                h = block_masked_linear(h, layer.weight, mask, layer.bias, self._blocks[i], name)
+                if hidden and not fused:
+                    h = act(h)
+            elif fast:
+                h = block_linear(h, layer.masked_weight(), layer.bias, self._blocks[i])
+                if hidden:
+                    h = activate_(h, self.activation) if fused else act(h)
+            else:
+                h = layer(h)
+                h = act(h) if hidden else h
+            if hidden and dropout:
+                h = F.dropout(h, self.dropout)
+        return h
+
+    def _params_sorted(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        fast: bool | None = None,
+        dropout: bool = True,
+    ) -> Tensor:
+        """Raw outputs ``(batch, features, params_per_feature)`` in generation order."""
+        h = self._encode(x)
+        context = self._context(context, x.shape[0])
+        if context is not None:
+            h = torch.cat([context, h], dim=1)
+        out = self._network(h, fast, dropout)
+        return out.view(x.shape[0], self.features, self.params_per_feature)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Raw conditional parameters for every dimension.
+
+        Args:
+            x: ``(batch, features)`` data (long or float for ``"categorical"``).
+            context: ``(batch, context_features)`` or ``None``.
+
+        Returns:
+            ``(batch, features, params_per_feature)`` in the original feature order; entry
+            ``i`` depends only on the features before ``i`` in the generation order.
+        """
+        return self.from_generation_order(self._params_sorted(x, context))
+
+    # ------------------------------------------------------------- likelihood
+    def _log_prob_sorted(self, xs: Tensor, params: Tensor) -> Tensor:
+        """Per-dimension log-likelihoods ``(batch, features)`` in generation order."""
+        if self.output == "gaussian":
+            mean, log_scale = params[..., 0], soft_clamp(params[..., 1], self.log_scale_bound)
+            u = (xs - mean) * torch.exp(-log_scale)
+            return -0.5 * (u * u + _LOG_2PI) - log_scale
+        if self.output == "mog":
+            k = self.components
+            logits, mean = params[..., :k], params[..., k : 2 * k]
+            log_scale = soft_clamp(params[..., 2 * k :], self.log_scale_bound)
+            u = (xs.unsqueeze(-1) - mean) * torch.exp(-log_scale)
+            comp = -0.5 * (u * u + _LOG_2PI) - log_scale
+            return torch.logsumexp(comp + F.log_softmax(logits, dim=-1), dim=-1)
+        if self.output == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(params[..., 0], xs, reduction="none")
+        logp = F.log_softmax(params, dim=-1)
+        return logp.gather(-1, xs.long().unsqueeze(-1)).squeeze(-1)
+
+    def log_prob_features(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-likelihood of each dimension given the ones before it.
+
+        Args:
+            x: ``(batch, features)``.
+            context: ``(batch, context_features)`` or ``None``.
+
+        Returns:
+            ``(batch, features)`` in nats, original feature order; sums to :meth:`log_prob`.
+        """
+        params = self._params_sorted(x, context)
+        xs = self.to_generation_order(x).to(params.dtype)
+        return self.from_generation_order(self._log_prob_sorted(xs, params))
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-likelihood ``log p(x | context)``.
+
+        Args:
+            x: ``(batch, features)``.
+            context: ``(batch, context_features)`` or ``None``.
+
+        Returns:
+            ``(batch,)`` in nats.
+        """
+        params = self._params_sorted(x, context)
+        xs = self.to_generation_order(x).to(params.dtype)
+        return self._log_prob_sorted(xs, params).sum(dim=-1)
+
+    # --------------------------------------------------------------- sampling
+    def _draw(self, params: Tensor) -> Tensor:
+        """One sample ``(n,)`` from the conditionals ``params`` ``(n, params_per_feature)``."""
+        if self.output == "gaussian":
+            log_scale = soft_clamp(params[:, 1], self.log_scale_bound)
+            return params[:, 0] + torch.exp(log_scale) * torch.randn_like(params[:, 0])
+        if self.output == "mog":
+            k = self.components
+            idx = torch.multinomial(F.softmax(params[:, :k], dim=-1), 1)
+            mean = params[:, k : 2 * k].gather(1, idx).squeeze(1)
+            log_scale = soft_clamp(
+                params[:, 2 * k :].gather(1, idx).squeeze(1), self.log_scale_bound
+            )
+            return mean + torch.exp(log_scale) * torch.randn_like(mean)
+        if self.output == "bernoulli":
+            return torch.bernoulli(torch.sigmoid(params[:, 0]))
+        return torch.multinomial(F.softmax(params, dim=-1), 1).squeeze(1).to(params.dtype)
+
+    def autoregress(
+        self,
+        n: int,
+        step: Callable[[int, Tensor], Tensor],
+        context: Tensor | None = None,
+        incremental: bool = True,
+    ) -> Tensor:
+        """Generate the features one by one in generation order.
+
+        Args:
+            n: Number of rows.
+            step: ``step(k, params)`` gets the raw parameters ``(n, params_per_feature)`` of
+                the ``k``-th generated feature and returns its value ``(n,)``.
+            context: ``(n, context_features)`` or ``None``.
+            incremental: ``True`` (default) computes, per feature, only the hidden units
+                that feature newly unlocks; ``False`` is the reference (``features`` full
+                passes of the network).
+
+        Returns:
+            ``(n, features)`` values in the original feature order.
+        """
+        dtype = self.layers[0].weight.dtype
+        device = self.layers[0].weight.device
+        context = self._context(context, n)
+        xs = torch.zeros(n, self.features, dtype=dtype, device=device)
+        with torch.no_grad():
+            if incremental:
+                self._autoregress_incremental(xs, step, context)
+            else:
+                for k in range(self.features):
+                    x = self.from_generation_order(xs)
+                    params = self._params_sorted(x, context, fast=False, dropout=False)
+                    xs[:, k] = step(k, params[:, k])
+        return self.from_generation_order(xs)
+
+    def _autoregress_incremental(
+        self, xs: Tensor, step: Callable[[int, Tensor], Tensor], context: Tensor | None
+    ) -> None:
+        n, c, u = xs.shape[0], self.context_features, self.units_per_feature
+        act = ACTIVATIONS[self.activation]
+        weights = [layer.weight for layer in self.layers]
+        biases = [layer.bias for layer in self.layers]
+        # Activations of every layer, filled as their degrees become computable.
+        acts = [xs.new_zeros(n, c + self.features * u)]
+        acts += [xs.new_zeros(n, w.shape[0]) for w in weights[:-1]]
+        if context is not None:
+            acts[0][:, :c] = context
+        p = self.params_per_feature
+        w_out, b_out = weights[-1], biases[-1]
+        for k in range(self.features):
+            # Hidden units of degree k see inputs of degree <= k: all known now. Within the
+            # staircase the masks are all True, so the raw weights are used directly.
+            for layer, (start, stop, seen) in enumerate(self._plan[k]):
+                if stop > start:
+                    w, b = weights[layer][start:stop, :seen], biases[layer][start:stop]
+                    acts[layer + 1][:, start:stop] = act(
+                        torch.addmm(b, acts[layer][:, :seen], w.t())
+                    )
+            seen = self._seen_last[k]
+            w = w_out[k * p : (k + 1) * p, :seen]
+            params = torch.addmm(b_out[k * p : (k + 1) * p], acts[-1][:, :seen], w.t())
+            value = step(k, params)
+            xs[:, k] = value
+            if self.output == "categorical":
+                acts[0][:, c + k * u : c + (k + 1) * u] = F.one_hot(value.long(), u).to(xs.dtype)
+            else:
+                acts[0][:, c + k] = value
+
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """Draw samples (dropout off, no gradients).
+
+        Args:
+            n: Number of samples.
+            context: ``(n, context_features)`` (or ``(1, context_features)``, broadcast), or
+                ``None``.
+
+        Returns:
+            ``(n, features)``; long for ``"categorical"``, float otherwise.
+        """
+        x = self.autoregress(n, lambda k, params: self._draw(params), context)
+        return x.long() if self.output == "categorical" else x
+
+
+def _incremental_plan(
+    layer_degrees: Sequence[Tensor], features: int
+) -> tuple[list[list[tuple[int, int, int]]], list[int]]:
+    """Slices for incremental generation over sorted degrees.
+
+    Returns:
+        ``plan[k][l] = (start, stop, seen)``: the units of hidden layer ``l`` with degree
+        ``k`` are ``[start, stop)`` and they read the first ``seen`` units of the layer
+        below (degree ``<= k``); ``seen_last[k]``: last-layer units of degree ``<= k``,
+        read by the outputs of the ``k``-th generated feature.
+    """
+    ks = torch.arange(features + 1)
+    left = [torch.searchsorted(d, ks, right=False).tolist() for d in layer_degrees]
+    right = [torch.searchsorted(d, ks, right=True).tolist() for d in layer_degrees]
+    plan = [
+        [(left[i + 1][k], right[i + 1][k], right[i][k]) for i in range(len(layer_degrees) - 1)]
+        for k in range(features)
+    ]
+    return plan, [right[-1][k] for k in range(features)]

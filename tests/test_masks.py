@@ -1,0 +1,160 @@
+"""MADE degrees, masks, MaskedLinear and the block-triangular fast path."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audioar.errors import ConfigError
+from audioar.layers import (
+    MaskedLinear,
+    block_linear,
+    block_masked_linear,
+    connectivity,
+    hidden_degrees,
+    input_degrees,
+    made_degrees,
+    made_masks,
+    triangular_blocks,
+)
+
+ORDER = st.one_of(st.sampled_from(["natural", "reverse", "random"]), st.just("explicit"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: a second thread only adds synchronisation (and stalls on a busy machine)."""
+    torch.set_num_threads(1)
+
+
+def _order(order, features, seed):
+    if order == "explicit":
+        return torch.randperm(features, generator=torch.Generator().manual_seed(seed)).tolist()
+    return order
+
+
+def test_input_degrees_orders():
+    assert input_degrees(4, "natural").tolist() == [1, 2, 3, 4]
+    assert input_degrees(4, "reverse").tolist() == [4, 3, 2, 1]
+    # Explicit: the features in generation order; x_2 first, then x_0, then x_1.
+    assert input_degrees(3, [2, 0, 1]).tolist() == [2, 3, 1]
+    rand = input_degrees(6, "random", torch.Generator().manual_seed(1))
+    assert sorted(rand.tolist()) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("bad", ["sideways", [0, 0, 1], [0, 1], [1, 2, 3]])
+def test_input_degrees_rejects_bad_orders(bad):
+    with pytest.raises(ConfigError):
+        input_degrees(3, bad)
+
+
+def test_hidden_degrees_equal_covers_range_sorted():
+    d = hidden_degrees(10, 1, 4)
+    assert d.tolist() == sorted(d.tolist())
+    assert set(d.tolist()) == {1, 2, 3, 4}
+    r = hidden_degrees(50, 0, 7, "random", torch.Generator().manual_seed(0))
+    assert r.min() >= 0 and r.max() <= 7 and torch.equal(r, r.sort().values)
+    with pytest.raises(ConfigError):
+        hidden_degrees(5, 1, 3, "bogus")
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    features=st.integers(1, 9),
+    extra=st.lists(st.integers(0, 12), min_size=1, max_size=3),
+    context=st.integers(0, 3),
+    order=ORDER,
+    seed=st.integers(0, 2**16),
+)
+def test_masks_connect_exactly_the_allowed_pairs(features, extra, context, order, seed):
+    degrees = input_degrees(
+        features, _order(order, features, seed), torch.Generator().manual_seed(seed)
+    )
+    # Enough hidden units for every degree (+1 for the context-only degree 0).
+    hidden = [features + 1 + e for e in extra]
+    layer_degrees = made_degrees(degrees, hidden, context)
+    masks = made_masks(layer_degrees, degrees)
+    assert all(m.dtype == torch.bool for m in masks)
+    reach = connectivity(masks)
+    allowed = degrees[:, None] > degrees[None, :]
+    # Data inputs: exactly the pairs the ordering allows (none forbidden, none dead).
+    assert torch.equal(reach[:, context:], allowed)
+    # Context reaches every output, including the first one in the order.
+    assert reach[:, :context].all()
+    # Context inputs feed every first-layer hidden unit (and, having degree 0, nothing else).
+    assert masks[0][:, :context].all()
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    features=st.integers(2, 9),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    mode=st.sampled_from(["equal", "random"]),
+    seed=st.integers(0, 2**16),
+)
+def test_small_or_random_hidden_layers_never_bypass_the_order(features, hidden, mode, seed):
+    g = torch.Generator().manual_seed(seed)
+    degrees = input_degrees(features, "random", g)
+    masks = made_masks(made_degrees(degrees, hidden, 0, mode, g), degrees)
+    reach = connectivity(masks)
+    forbidden = degrees[:, None] <= degrees[None, :]
+    assert not (reach & forbidden).any()
+
+
+def test_masked_linear_uses_mask_buffer():
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    layer = MaskedLinear(mask)
+    assert "mask" in dict(layer.named_buffers())
+    assert "mask" in layer.state_dict()
+    x = torch.randn(4, 3, requires_grad=True)
+    y = layer(x)
+    torch.testing.assert_close(y, F.linear(x, layer.weight * mask, layer.bias))
+    y.sum().backward()
+    assert (layer.weight.grad[~mask] == 0).all()
+    assert (layer.weight.grad[mask] != 0).all()
+    with pytest.raises(ConfigError):
+        MaskedLinear(torch.ones(3, 3))
+
+
+@settings(deadline=None, max_examples=20)
+@given(
+    features=st.integers(1, 12),
+    hidden=st.integers(1, 20),
+    num_blocks=st.integers(1, 6),
+    context=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_block_linear_matches_dense(features, hidden, num_blocks, context, seed):
+    torch.manual_seed(seed)
+    degrees = torch.arange(1, features + 1)
+    layer_degrees = made_degrees(degrees, [hidden, hidden], context)
+    masks = made_masks(layer_degrees, degrees.repeat_interleave(2))
+    x = torch.randn(5, features + context)
+    for mask in masks:
+        blocks = triangular_blocks(mask, num_blocks)
+        # The blocks cover every row once and leave out only masked-off entries.
+        assert [r for r0, r1, _ in blocks for r in range(r0, r1)] == list(range(mask.shape[0]))
+        for r0, r1, c1 in blocks:
+            assert not mask[r0:r1, c1:].any()
+        weight = torch.randn(mask.shape) * mask
+        bias = torch.randn(mask.shape[0])
+        torch.testing.assert_close(block_linear(x, weight, bias, blocks), F.linear(x, weight, bias))
+        x = torch.tanh(F.linear(x, weight, bias))
+
+
+def test_block_linear_gradients_match_dense():
+    torch.manual_seed(0)
+    mask = torch.rand(30, 20) < 0.5
+    weight = torch.randn(30, 20, requires_grad=True)
+    bias = torch.randn(30, requires_grad=True)
+    x = torch.randn(7, 20, requires_grad=True)
+    blocks = triangular_blocks(mask, 3)
+    g = torch.randn(7, 30)
+    fast = block_masked_linear(x, weight, mask, bias, blocks)
+    ref = F.linear(x, weight * mask, bias)
+    torch.testing.assert_close(fast, ref)
+    grads = torch.autograd.grad((fast * g).sum(), (x, weight, bias))
+    expected = torch.autograd.grad((ref * g).sum(), (x, weight, bias))
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b)
