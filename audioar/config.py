@@ -49,6 +49,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.base": ("normal", "mog"),
     "model.output": ("gaussian", "mog", "bernoulli", "categorical"),
     "model.wavenet_output": ("categorical", "gaussian", "logistic_mixture"),
+    "model.score": ("auto", "posterior", "per_step", "raw"),
     "train.device": ("auto", "cpu", "cuda"),
     "calibration.method": ("empirical", "gamma"),
 }
@@ -185,10 +186,15 @@ class ModelConfig:
     dilation_cycles: int = 2  # repeats of the 1, 2, 4, ... max_dilation stack
     max_dilation: int = 512  # largest dilation of a cycle
     wavenet_output: str = "categorical"  # categorical (mu-law codes) | gaussian | logistic_mixture
+    # Which per-clip score drives anomaly_score, calibration and the headline metrics:
+    # auto (posterior for wavenet, raw for maf/made) | posterior (log p(x|target) minus
+    # logsumexp over classes, uniform prior) | per_step (raw / valid steps) | raw (log p(x|target))
+    score: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("name", "activation", "permutation", "base", "output", "wavenet_output"):
             _choice("model", name, getattr(self, name))
+        _choice("model", "score", self.score)
         for name in ("num_flows", "components", "residual_channels", "skip_channels"):
             _positive("model", name, getattr(self, name))
         for name in ("kernel_size", "dilation_cycles", "max_dilation"):
@@ -235,6 +241,14 @@ class ModelConfig:
         if "hidden_features" in kwargs:
             kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
         return kwargs
+
+    @property
+    def resolved_score(self) -> str:
+        """The score actually used: ``score``, with ``auto`` resolved per model
+        (``posterior`` for wavenet, ``raw`` for maf and made)."""
+        if self.score != "auto":
+            return self.score
+        return "posterior" if self.name == "wavenet" else "raw"
 
 
 @dataclass

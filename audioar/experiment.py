@@ -40,11 +40,20 @@ def score_test_part(
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, str]]:
     """Score every test clip of ``parts`` and compute the metrics against the target.
 
+    A class-conditional run is scored by :func:`audioar.conditional.evaluate_part` (three
+    scores, the chosen one in the headline metrics).
+
     Returns:
         ``(metrics, per-clip scores table, {path: reason} for skipped clips)``.
     """
     if not parts.test:
         raise DataError(f"split {parts.name!r} has no test clips")
+    if trained.classes is not None:
+        from audioar.conditional import evaluate_part
+
+        metrics, table, skipped = evaluate_part(trained, parts.test, use_cache=use_cache)
+        metrics["split"] = parts.name
+        return metrics, table, skipped
     x, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
     if not kept:
         raise DataError(f"none of the {len(parts.test)} test clips could be read")
@@ -131,6 +140,11 @@ def evaluate_run(
             on_fold(name, metrics)
     summary_metrics = summarize_folds(fold_metrics)
     summary_metrics["split"] = "loso"
+    if all("scores" in m for m in fold_metrics.values()):
+        from audioar.conditional import summarize_scores
+
+        summary_metrics["score"] = next(iter(fold_metrics.values()))["score"]
+        summary_metrics["scores"] = summarize_scores(fold_metrics)
     table = pd.concat(tables, ignore_index=True)
     files = write_evaluation(out_dir, summary_metrics, table)
     return Evaluation(summary_metrics, table, files, skipped)

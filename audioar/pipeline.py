@@ -19,9 +19,9 @@ from audioar import __version__
 from audioar.artifact import checkpoint_path_for, load_run, remove_checkpoint, save_run
 from audioar.config import RunConfig, run_config_from_dict, run_config_to_dict
 from audioar.data import Clip, Dataset, Split, discover, split
-from audioar.errors import DataError, RunFormatError
+from audioar.errors import ConfigError, DataError, RunFormatError
 from audioar.features import Featurizer, extract, featurizer_from_config
-from audioar.models.build import build_vector_model
+from audioar.models.build import SEQUENCE_MODELS, build_vector_model
 from audioar.models.standardize import Standardized
 from audioar.scoring import Calibration, calibrate, log_likelihoods
 from audioar.train import EpochStats, FitResult, fit
@@ -52,7 +52,10 @@ class TrainedModel:
         featurizer: The featurizer it was trained on.
         calibration: Threshold and p-values from held-out normal clips.
         config: The resolved run configuration.
-        dims: Feature dimensions (for nats per dimension).
+        dims: Feature dimensions (for nats per dimension); for a sequence model, the values
+            per step (``n_mels`` for frames, 1 for codes).
+        classes: For a class-conditional model (:mod:`audioar.conditional`), the class names
+            in the order of its class indices; None for a one-class model.
     """
 
     model: nn.Module
@@ -60,6 +63,7 @@ class TrainedModel:
     calibration: Calibration
     config: RunConfig
     dims: int
+    classes: list[str] | None = None
 
 
 @dataclass
@@ -157,6 +161,24 @@ def train_model(
     start = time.perf_counter()
     target = cfg.data.target
     _check_target(dataset, target)
+    if cfg.model.name in SEQUENCE_MODELS:
+        from audioar.conditional import train_conditional  # imports this module
+
+        return train_conditional(
+            cfg,
+            dataset,
+            parts,
+            use_cache=use_cache,
+            checkpoint_path=checkpoint_path,
+            resume=resume,
+            on_epoch=on_epoch,
+            progress=progress,
+        )
+    if cfg.model.resolved_score != "raw":
+        raise ConfigError(
+            f"model.score={cfg.model.score} needs a class-conditional model (model.name="
+            f"wavenet); {cfg.model.name} scores with the raw log-likelihood (model.score=raw)"
+        )
     featurizer = featurizer_from_config(cfg.features.featurizer_config())
     train_clips = [c for c in parts.train if c.label == target]
     val_clips = [c for c in parts.validation if c.label == target]
@@ -316,6 +338,8 @@ def fit_run(
             "target": cfg.data.target,
         },
     }
+    if trained.classes is not None:
+        extra["conditional"] = {"classes": list(trained.classes), "score": cfg.model.resolved_score}
     save_run(
         run_dir,
         config=run_config_to_dict(cfg),
@@ -341,6 +365,10 @@ def load_trained(run_dir: str | Path) -> TrainedModel:
     """
     run = load_run(run_dir)
     cfg = run_config_from_dict(run.config, source=str(Path(run_dir) / "config.json"))
+    if cfg.model.name in SEQUENCE_MODELS:
+        from audioar.conditional import load_conditional  # imports this module
+
+        return load_conditional(run, cfg, run_dir)
     featurizer = featurizer_from_config(run.featurizer)
     dims = run.extra.get("fit", {}).get("dims") if isinstance(run.extra, dict) else None
     if dims is None:

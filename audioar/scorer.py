@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from torch import Tensor
 
 from audioar.errors import DataError
 from audioar.features import extract
@@ -78,7 +79,10 @@ def score_files(
 
     Memory stays bounded by ``batch_size`` whatever the number of files. A file that cannot
     be read or gives non-finite features gets its reason in ``error`` and empty scores;
-    the rest of the batch is scored.
+    the rest of the batch is scored. A class-conditional run (WaveNet) adds the columns
+    ``nats_per_step``, ``log_posterior`` and ``ll_<class>`` (``log p(x | class)`` for every
+    class); its ``anomaly_score`` is minus the run's chosen score (``model.score``), and
+    ``nats_per_dim`` divides by valid steps x values per step.
 
     Args:
         trained: The loaded run (:func:`audioar.pipeline.load_trained`).
@@ -88,6 +92,9 @@ def score_files(
         progress: Called with the number of files finished after each batch.
     """
     calibration = trained.calibration
+    extra_columns: list[str] = []
+    if trained.classes is not None:
+        extra_columns = ["nats_per_step", "log_posterior", *(f"ll_{c}" for c in trained.classes)]
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
         result = extract(trained.featurizer, chunk, use_cache=use_cache, on_error="skip")
@@ -95,13 +102,18 @@ def score_files(
         for column in SCORE_COLUMNS[1:]:
             table[column] = np.nan if column != "error" else ""
         table["is_anomaly"] = pd.array([pd.NA] * len(chunk), dtype="boolean")
+        for column in extra_columns:
+            table[column] = np.nan
         if len(result.paths):
-            ll = log_likelihoods(trained.model, result.features).numpy().astype(np.float64)
-            scores = -ll
             index = {str(p): i for i, p in enumerate(chunk)}
             rows = [index[str(p)] for p in result.paths]
-            table.loc[rows, "log_likelihood"] = ll
-            table.loc[rows, "nats_per_dim"] = ll / trained.dims
+            if trained.classes is not None:
+                scores = _conditional_columns(trained, result.features, table, rows)
+            else:
+                ll = log_likelihoods(trained.model, result.features).numpy().astype(np.float64)
+                scores = -ll
+                table.loc[rows, "log_likelihood"] = ll
+                table.loc[rows, "nats_per_dim"] = ll / trained.dims
             table.loc[rows, "anomaly_score"] = scores
             table.loc[rows, "p_value"] = calibration.p_values(scores)
             table.loc[rows, "is_anomaly"] = calibration.is_anomaly(scores)
@@ -110,6 +122,19 @@ def score_files(
         if progress is not None:
             progress(len(chunk))
         yield table
+
+
+def _conditional_columns(
+    trained: TrainedModel, features: Tensor | list[Tensor], table: pd.DataFrame, rows: list[int]
+) -> np.ndarray:
+    """Fill the conditional score columns of ``rows``; returns their anomaly scores."""
+    from audioar.conditional import score_sequences
+
+    sequences = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
+    scores = score_sequences(trained, sequences)
+    for name, values in scores.columns().items():
+        table.loc[rows, name] = values
+    return -scores.score(trained.config.model.resolved_score)
 
 
 def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from audioar.config import TrainConfig
 from audioar.errors import DataError, TrainingError
 from audioar.scoring import as_dataset, batch_to_device, log_likelihoods, resolve_device
 
-__all__ = ["EpochStats", "FitResult", "fit", "CHECKPOINT_VERSION"]
+__all__ = ["EpochStats", "FitResult", "fit", "bucket_batches", "CHECKPOINT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def fit(
     on_epoch: Callable[[EpochStats], dict[str, float] | None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     collate_fn: Callable[[list], Any] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> FitResult:
     """Train ``model`` by maximum likelihood; the model ends with its best weights.
 
@@ -133,6 +134,9 @@ def fit(
             counted over the whole fit (``config.epochs`` epochs; early stopping ends sooner).
         collate_fn: Builds a batch from a list of items (e.g. padding codes); ``None``:
             PyTorch's default stacking.
+        lengths: Length of every training item (variable-length sequences). When given,
+            each epoch's batches hold items of similar length (see :func:`bucket_batches`)
+            so padded batches waste little compute; ``None`` (default): plain shuffling.
 
     Returns:
         The :class:`FitResult` (history, best epoch, why it stopped, device).
@@ -179,14 +183,18 @@ def fit(
         epoch = state.epoch + 1
         epoch_start = time.monotonic()
         shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=shuffle,
-            drop_last=drop_last,
-            collate_fn=collate_fn,
-        )
+        if lengths is None:
+            loader = DataLoader(
+                train_set,
+                batch_size=config.batch_size,
+                shuffle=True,
+                generator=shuffle,
+                drop_last=drop_last,
+                collate_fn=collate_fn,
+            )
+        else:
+            batches = bucket_batches(lengths, config.batch_size, shuffle, drop_last=drop_last)
+            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn)
         model.train()
         total_ll, count = 0.0, 0
         for step, batch in enumerate(loader, start=1):
@@ -278,6 +286,35 @@ def fit(
         "stopped (%s) after epoch %d; best epoch %d", stopped, state.epoch, state.best_epoch
     )
     return _result(state, stopped, device)
+
+
+def bucket_batches(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator, *, drop_last: bool = False
+) -> list[list[int]]:
+    """Shuffled batches of items of similar length (for padded variable-length batches).
+
+    Items are shuffled, stably sorted by length (so equal lengths stay in random order),
+    cut into consecutive batches of ``batch_size``, and the batches are shuffled. Every item
+    is in exactly one batch; ``drop_last`` drops the last (shortest-remainder) batch when it
+    is smaller than ``batch_size``.
+
+    Args:
+        lengths: ``(n,)`` item lengths.
+        batch_size: Items per batch.
+        generator: Seeded generator for both shuffles.
+        drop_last: Drop an incomplete final batch. Default False.
+
+    Returns:
+        Lists of item indices, one per batch.
+    """
+    n = len(lengths)
+    perm = torch.randperm(n, generator=generator)
+    by_length = torch.as_tensor(lengths, dtype=torch.long)[perm]
+    order = perm[torch.sort(by_length, stable=True).indices].tolist()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _result(state: _State, stopped: str, device: torch.device) -> FitResult:

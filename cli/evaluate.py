@@ -11,12 +11,13 @@ from rich.table import Table
 from audioar.experiment import evaluate_run
 from audioar.pipeline import load_trained
 
-__all__ = ["evaluate_command", "per_class_table"]
+__all__ = ["evaluate_command", "per_class_table", "score_table"]
 
 
 def per_class_table(metrics: dict[str, Any], target: str) -> Table:
     """Classes sorted by mean log-likelihood, the target highlighted."""
-    table = Table(title="per class (test clips)")
+    score = metrics.get("score")
+    table = Table(title="per class (test clips" + (f"; score {score})" if score else ")"))
     for name in ("rank", "class", "n", "mean LL", "median LL", f"AUC {target} vs class"):
         table.add_column(name, justify="left" if name == "class" else "right")
     rows = sorted(metrics["per_class"].items(), key=lambda kv: kv[1]["rank"])
@@ -31,6 +32,36 @@ def per_class_table(metrics: dict[str, Any], target: str) -> Table:
             f"{row.get('median_log_likelihood', float('nan')):.1f}",
             "" if auc is None or label == target else f"{auc:.3f}",
             style=style,
+        )
+    return table
+
+
+def _score_aucs(metrics: dict[str, Any]) -> str:
+    """``"; AUC by score: log_likelihood 0.91, ..."`` for a conditional run's fold line."""
+    scores = metrics.get("scores")
+    if not scores:
+        return ""
+    return "; AUC by score: " + ", ".join(f"{k} {v['auc']:.3f}" for k, v in scores.items())
+
+
+def score_table(metrics: dict[str, Any]) -> Table:
+    """The three scores of a class-conditional run: AUC (mean over folds for loso), target
+    rank, and which one drives the headline metrics."""
+    loso = "folds" in metrics
+    table = Table(title="scores of the class-conditional model (target vs rest)")
+    for name in ("score", "AUC" + (" (mean over folds)" if loso else ""), "pAUC", "EER"):
+        table.add_column(name, justify="left" if name == "score" else "right")
+    table.add_column("target first" + (" in every fold" if loso else ""), justify="right")
+    for name, row in metrics["scores"].items():
+        first = row.get("target_first_in_all_folds", row.get("target_first"))
+        chosen = name == metrics.get("score")
+        table.add_row(
+            name + (" (chosen)" if chosen else ""),
+            f"{row['auc']:.3f}" + (f" ± {row['auc_std']:.3f}" if "auc_std" in row else ""),
+            f"{row['pauc']:.3f}",
+            f"{row['eer']:.3f}",
+            str(first),
+            style="bold" if chosen else None,
         )
     return table
 
@@ -60,7 +91,7 @@ def evaluate_command(
     def on_fold(name: str, metrics: dict[str, Any]) -> None:
         console.print(
             f"fold {name}: AUC {metrics['auc']:.3f}, {target!r} ranked "
-            f"{metrics['target_rank']} of {metrics['num_classes']}"
+            f"{metrics['target_rank']} of {metrics['num_classes']}" + _score_aucs(metrics)
         )
 
     with console.status("evaluating"):
@@ -80,6 +111,8 @@ def evaluate_command(
         f"EER {m['eer']:.3f}; {target!r} ranked {m['target_rank']:.3g} of {m['num_classes']}"
         + (f"; beaten by {', '.join(beating)}" if beating else "")
     )
+    if "scores" in m:
+        console.print(score_table(m))
     if "folds" in m:
         console.print(
             f"leave-one-speaker-out: mean AUC {m['mean']['auc']:.3f} ± {m['std']['auc']:.3f} over "

@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from audioar.conditional import is_conditional, sequence_defaults
 from audioar.pipeline import fit_run
 from audioar.train import EpochStats
 
@@ -26,7 +27,10 @@ def fit_command(
     target: Annotated[
         str | None, typer.Option("--class", help="The normal class (default: zero).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="maf | made.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="maf | made | wavenet (class-conditional; needs stft or mulaw)."),
+    ] = None,
     features: Annotated[
         str | None, typer.Option(help="segments (default) | fft | stft | mulaw.")
     ] = None,
@@ -70,6 +74,9 @@ def fit_command(
     }
     overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
     cfg = resolve_config(recipe, overrides, sets or [])
+    if recipe is None and is_conditional(cfg):
+        # No recipe: size the WaveNet for its features; explicit options and --set still win.
+        cfg = resolve_config(None, [*sequence_defaults(cfg.features.name), *overrides], sets or [])
     where = cfg.data.root or "the embedded synthetic data set"
     console.print(
         f"fitting [bold]{cfg.model.name}[/] on class [bold]{cfg.data.target!r}[/] of {where} "
@@ -108,12 +115,21 @@ def fit_command(
         console.print(table.render())
     result = summary.result
     best = result.best_val_log_likelihood
+    per = (
+        f"{best:.1f} nats per clip, every class under its own label"
+        if trained.classes is not None
+        else f"{best:.1f} nats, {best / trained.dims:.3f} per dim"
+    )
     console.print(
-        f"best epoch {result.best_epoch} (validation log-likelihood "
-        f"{best:.1f} nats, {best / trained.dims:.3f} per dim); stopped: {result.stopped}; "
-        f"{summary.n_train} training clips, "
+        f"best epoch {result.best_epoch} (validation log-likelihood {per}); "
+        f"stopped: {result.stopped}; {summary.n_train} training clips, "
         f"{summary.seconds:.0f} s on {result.device}"
     )
+    if trained.classes is not None:
+        console.print(
+            f"class-conditional over {len(trained.classes)} classes; scores with "
+            f"model.score={cfg.model.resolved_score}"
+        )
     if summary.skipped:
         console.print(f"[yellow]skipped {len(summary.skipped)} unreadable clip(s)[/]")
     console.print(

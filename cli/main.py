@@ -39,3 +39,6 @@ app.command("score")(score_command)
 app.command("evaluate")(evaluate_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)
+from audioar_cli.sample import sample_command  # noqa: E402
+
+app.command("sample")(sample_command)

@@ -1,0 +1,263 @@
+"""The class-conditional WaveNet in the pipeline: fit -> load -> score -> evaluate -> sample."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from audioar_cli.main import app
+from helpers import write_tone_dataset
+from typer.testing import CliRunner
+
+from audioar.conditional import (
+    SCORES,
+    SequenceDataset,
+    check_conditional_config,
+    class_log_likelihoods,
+    featurize_sequences,
+    pad_collate,
+    score_sequences,
+)
+from audioar.config import RunConfig, apply_overrides
+from audioar.data import discover, split
+from audioar.errors import ConfigError, RunFormatError
+from audioar.experiment import evaluate_run
+from audioar.models import WaveNet
+from audioar.models.sequence import SequenceDensity
+from audioar.pipeline import fit_run, load_trained
+from audioar.scorer import score_files
+from audioar.scoring import log_likelihoods
+
+runner = CliRunner()
+
+SMALL = [
+    "model.name=wavenet",
+    "model.residual_channels=8",
+    "model.skip_channels=8",
+    "model.max_dilation=4",
+    "model.dilation_cycles=1",
+    "train.epochs=3",
+    "train.batch_size=32",
+]
+FRAMES = [
+    "features.name=stft",
+    "features.n_fft=128",
+    "features.hop_length=64",
+    "features.n_mels=8",
+    "model.wavenet_output=gaussian",
+]
+CODES = [
+    "features.name=mulaw",
+    "features.sample_rate=2000",
+    "features.bits=4",
+    "features.seconds=0.1",
+    "model.wavenet_output=categorical",
+]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def config(root, *extra):
+    return apply_overrides(RunConfig(), [f"data.root={root}", "data.target=zero", *SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(scope="module")
+def frames_run(tones, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("wn") / "frames"
+    trained, _ = fit_run(config(tones, *FRAMES), run_dir, use_cache=False)
+    return trained, run_dir
+
+
+@pytest.fixture(scope="module")
+def codes_run(tones, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("wn") / "codes"
+    trained, _ = fit_run(config(tones, *CODES), run_dir, use_cache=False)
+    return trained, run_dir
+
+
+def _sequences(tones, trained):
+    parts = split(discover(tones), "official")
+    seqs, kept, _ = featurize_sequences(trained.featurizer, parts.test[::7], use_cache=False)
+    return seqs, kept
+
+
+@pytest.mark.parametrize("which", ["frames_run", "codes_run"])
+def test_loaded_run_scores_like_the_fitted_model(which, tones, request):
+    trained, run_dir = request.getfixturevalue(which)
+    loaded = load_trained(run_dir)
+    assert loaded.classes == ["one", "two", "zero"] and loaded.dims == trained.dims
+    seqs, _ = _sequences(tones, trained)
+    expected = score_sequences(trained, seqs).per_class
+    np.testing.assert_allclose(score_sequences(loaded, seqs).per_class, expected, rtol=1e-6)
+    assert loaded.calibration.threshold == trained.calibration.threshold
+    stored = json.loads((run_dir / "config.json").read_text())["extra"]["conditional"]
+    assert stored["classes"] == ["one", "two", "zero"] and stored["score"] == "posterior"
+
+
+def test_three_scores_are_consistent(frames_run, tones):
+    trained, _ = frames_run
+    seqs, _ = _sequences(tones, trained)
+    s = score_sequences(trained, seqs)
+    steps = np.array([len(x) for x in seqs])
+    assert len(set(steps)) > 1  # variable length clips
+    np.testing.assert_allclose(s.nats_per_step, s.log_likelihood / steps)
+    assert (s.log_posterior <= 0).all()
+    norm = np.log(np.exp(s.per_class - s.per_class.max(1, keepdims=True)).sum(1))
+    np.testing.assert_allclose(
+        s.log_posterior, s.log_likelihood - s.per_class.max(1) - norm, atol=1e-9
+    )
+    np.testing.assert_allclose(s.log_likelihood, s.per_class[:, 2])  # "zero" is class 2
+
+
+def test_all_class_scoring_matches_the_per_class_reference(codes_run, tones):
+    trained, _ = codes_run
+    seqs, _ = _sequences(tones, trained)
+    fast = class_log_likelihoods(trained.model, seqs, batch_size=3)
+    for c in range(3):
+        data = SequenceDataset(seqs, [c] * len(seqs))
+        ref = log_likelihoods(trained.model, data, batch_size=2, collate_fn=pad_collate)
+        torch.testing.assert_close(fast[:, c].float(), ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("frames", [True, False])
+def test_padding_is_not_counted(frames):
+    torch.manual_seed(0)
+    output = "gaussian" if frames else "categorical"
+    wn = WaveNet(3, 16, 8, 8, max_dilation=4, output=output, in_features=5)
+    model = SequenceDensity(wn, torch.randn(5), torch.rand(5) + 0.5).eval()
+    if frames:
+        seqs = [torch.randn(7, 5), torch.randn(12, 5), torch.randn(3, 5)]
+    else:
+        seqs = [torch.randint(0, 16, (n,)) for n in (7, 12, 3)]
+    x, labels, lengths = pad_collate(list(SequenceDataset(seqs, [0, 1, 2])))
+    batched = model.log_prob(x, labels, lengths)
+    alone = torch.cat([model.log_prob(s[None], labels[i : i + 1]) for i, s in enumerate(seqs)])
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-4)
+    steps = model.log_prob_steps(x, labels, lengths)
+    assert (steps[2, 3:] == 0).all()
+    torch.testing.assert_close(steps.sum(1), batched, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(model.log_prob_all_classes(x, lengths)[[0, 1, 2], labels], batched)
+    if frames:  # standardising adds -sum(log std) per valid frame only
+        z = (x - model.mean) / model.std
+        ref = wn.log_prob(z, labels, lengths) - lengths * torch.log(model.std).sum()
+        torch.testing.assert_close(batched, ref)
+
+
+def test_evaluate_reports_all_three_scores(frames_run, tmp_path):
+    _, run_dir = frames_run
+    result = invoke("evaluate", "--model", run_dir, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    for name in SCORES:
+        assert name in result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["score"] == "log_posterior" and set(metrics["scores"]) == set(SCORES)
+    assert metrics["auc"] == metrics["scores"]["log_posterior"]["auc"]
+    assert metrics["auc"] > 0.8
+    table = pd.read_csv(tmp_path / "eval" / "scores.csv")
+    np.testing.assert_allclose(table["anomaly_score"], -table["log_posterior"])
+
+
+def test_loso_refits_a_conditional_model_per_speaker(frames_run, tmp_path):
+    trained, _ = frames_run
+    m = evaluate_run(trained, scheme="loso", out_dir=tmp_path, use_cache=False).metrics
+    assert set(m["folds"]) == {"spk0", "spk1", "spk2"}
+    assert set(m["scores"]) == set(SCORES)
+    aucs = [f["scores"]["log_posterior"]["auc"] for f in m["folds"].values()]
+    assert m["scores"]["log_posterior"]["auc"] == pytest.approx(np.mean(aucs))
+
+
+def test_score_adds_per_class_columns(codes_run, tones):
+    trained, run_dir = codes_run
+    files = sorted(tones.glob("*_spk1_1.wav"))
+    table = pd.concat(score_files(load_trained(run_dir), files, use_cache=False))
+    assert {"ll_one", "ll_two", "ll_zero", "nats_per_step", "log_posterior"} <= set(table)
+    np.testing.assert_allclose(table["log_likelihood"], table["ll_zero"])
+    np.testing.assert_allclose(table["anomaly_score"], -table["log_posterior"])
+
+
+@pytest.mark.parametrize("which,seconds", [("codes_run", 0.05), ("frames_run", 0.1)])
+def test_sample_writes_wav_files(which, seconds, request, tmp_path):
+    trained, run_dir = request.getfixturevalue(which)
+    result = invoke(
+        "sample", run_dir, "--class", "zero", "-n", 2, "--seconds", seconds, "--out", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("zero_*.wav"))
+    assert len(files) == 2
+    rate = trained.featurizer.sample_rate
+    for f in files:
+        info = sf.info(f)
+        assert info.samplerate == rate and info.frames == round(seconds * rate)
+        assert info.subtype == "PCM_16"
+    result = invoke("sample", run_dir, "--class", "seven", "--out", tmp_path)
+    assert result.exit_code != 0 and "one, two, zero" in result.output
+
+
+def test_mismatched_features_and_output_are_config_errors(tones, tmp_path):
+    for extra, needle in (
+        (["features.name=stft", "model.wavenet_output=categorical"], "gaussian or logistic"),
+        (["features.name=mulaw", "model.wavenet_output=gaussian"], "categorical"),
+        (["features.name=segments"], "sequence per clip"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            check_conditional_config(config(tones, *extra))
+    result = invoke(
+        "fit", "--data", tones, "--model", "wavenet", "--features", "mulaw", "--out",
+        tmp_path / "r", "--set", "model.wavenet_output=gaussian",
+    )  # fmt: skip
+    assert result.exit_code != 0 and "categorical" in result.output
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="model.score=posterior"):
+        fit_run(apply_overrides(RunConfig(), [f"data.root={tones}", "model.score=posterior"]),
+                tmp_path / "m")  # fmt: skip
+
+
+def test_cli_fit_picks_frame_defaults(tones, tmp_path):
+    out = tmp_path / "run"
+    sets = [x for s in SMALL[1:] + ["features.n_mels=8"] for x in ("--set", s)]
+    result = invoke(
+        "fit", "--data", tones, "--class", "zero", "--model", "wavenet", "--features", "stft",
+        "--out", out, "--no-cache", *sets,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["model"]["wavenet_output"] == "gaussian"  # from the frame defaults
+    assert cfg["model"]["residual_channels"] == 8  # --set wins over the defaults
+    history = pd.read_csv(out / "history.csv")
+    assert {"ll_one", "ll_two"} <= set(history.columns)
+
+
+def test_a_run_without_its_class_list_is_refused(frames_run, tmp_path):
+    import shutil
+
+    _, run_dir = frames_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["extra"]["conditional"]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunFormatError, match="class list"):
+        load_trained(copy)
+
+
+def test_bucket_batches_cover_every_item_once_with_similar_lengths():
+    from audioar.train import bucket_batches
+
+    lengths = torch.randint(1, 200, (103,)).tolist()
+    batches = bucket_batches(lengths, 10, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+    assert spread < 200 * 2  # sorted buckets: total spread about the range, not 11x it
+    again = bucket_batches(lengths, 10, torch.Generator().manual_seed(0))
+    assert again == batches
+    dropped = bucket_batches(lengths[:101], 10, torch.Generator().manual_seed(1), drop_last=True)
+    assert len(dropped) == 10 and all(len(b) == 10 for b in dropped)
