@@ -2,20 +2,26 @@
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from audioar.config import RunConfig, apply_overrides, load_recipe
-from audioar.train import EpochStats
+if TYPE_CHECKING:  # the library (and torch) load only when a command runs
+    from audioar.config import RunConfig
+    from audioar.train import EpochStats
 
 __all__ = ["console", "resolve_config", "EpochTable"]
 
 console = Console(highlight=False)
 
 
-def resolve_config(recipe: Path | None, overrides: Sequence[str], sets: Sequence[str]) -> RunConfig:
+def resolve_config(
+    recipe: Path | None, overrides: Sequence[str], sets: Sequence[str]
+) -> "RunConfig":
     """Recipe (or defaults), then the explicit options, then ``--set`` overrides (last wins)."""
+    from audioar.config import RunConfig, apply_overrides, load_recipe
+
     cfg = load_recipe(recipe) if recipe is not None else RunConfig()
     return apply_overrides(cfg, [*overrides, *sets])
 
@@ -33,7 +39,7 @@ class EpochTable:
         self.max_columns = max_columns
         self.history: list[tuple[EpochStats, dict[str, float]]] = []
 
-    def add(self, stats: EpochStats, columns: dict[str, float]) -> None:
+    def add(self, stats: "EpochStats", columns: dict[str, float]) -> None:
         """Record one epoch."""
         self.history.append((stats, dict(columns)))
 

@@ -8,12 +8,6 @@ import typer
 from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 
-from audioar.config import RunConfig, apply_overrides
-from audioar.experiment import evaluate_run
-from audioar.pipeline import fit_run
-from audioar.report import build_report
-from audioar.synth import default_dataset
-
 __all__ = ["demo_command"]
 
 
@@ -26,6 +20,12 @@ def demo_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
 ) -> None:
     """The whole experiment on the embedded data: fit a MAF on "zero", evaluate, report."""
+    from audioar.config import RunConfig, apply_overrides
+    from audioar.experiment import evaluate_run
+    from audioar.pipeline import fit_run
+    from audioar.report import build_report
+    from audioar.synth import default_dataset
+
     start = time.perf_counter()
     with console.status("generating the synthetic data set (first run only)"):
         root = default_dataset()

@@ -8,9 +8,6 @@ from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 from rich.table import Table
 
-from audioar.experiment import evaluate_run
-from audioar.pipeline import load_trained
-
 __all__ = ["evaluate_command", "per_class_table", "score_table"]
 
 
@@ -84,6 +81,9 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Score the test clips of every class; write metrics.json, per_class.csv and figures."""
+    from audioar.experiment import evaluate_run
+    from audioar.pipeline import load_trained
+
     trained = load_trained(model)
     target = trained.config.data.target
     out_dir = out or model / "eval"

@@ -10,10 +10,6 @@ from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audioar.conditional import is_conditional, sequence_defaults
-from audioar.pipeline import fit_run
-from audioar.train import EpochStats
-
 __all__ = ["fit_command"]
 
 
@@ -60,6 +56,10 @@ def fit_command(
     ] = False,
 ) -> None:
     """Fit a density model to the normal class; calibrate a threshold; save the run."""
+    from audioar.conditional import is_conditional, sequence_defaults
+    from audioar.pipeline import fit_run
+    from audioar.train import EpochStats
+
     options = {
         "data.root": data,
         "data.target": target,
@@ -95,7 +95,7 @@ def fit_command(
 
     with Live(Group(bar), console=console, refresh_per_second=4, transient=True) as live:
 
-        def on_epoch(stats: EpochStats, columns: dict[str, float]) -> None:
+        def on_epoch(stats: "EpochStats", columns: dict[str, float]) -> None:
             table.add(stats, columns)
             live.update(Group(table.render(), bar))
 

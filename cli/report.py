@@ -7,8 +7,6 @@ import typer
 from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 
-from audioar.report import build_report
-
 __all__ = ["report_command"]
 
 
@@ -23,5 +21,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.html (figures embedded) and report.md for a run."""
+    from audioar.report import build_report
+
     html, md = build_report(run_dir, eval_dir=eval_dir, out_dir=out)
     console.print(f"wrote [bold]{html}[/] and {md}")

@@ -7,9 +7,6 @@ import typer
 from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 
-from audioar.pipeline import load_trained
-from audioar.sampling import generate_waveforms, write_wavs
-
 __all__ = ["sample_command"]
 
 
@@ -25,6 +22,9 @@ def sample_command(
 ) -> None:
     """Generate clips (16-bit WAV at the features' sample rate). mulaw runs decode codes;
     stft runs invert the generated log-mel frames with Griffin-Lim (rough sound)."""
+    from audioar.pipeline import load_trained
+    from audioar.sampling import generate_waveforms, write_wavs
+
     trained = load_trained(run_dir)
     with console.status(f"generating {n} x {seconds:g} s of {target!r}"):
         waves = generate_waveforms(trained, target, n, seconds, temperature=temperature, seed=seed)

@@ -11,9 +11,6 @@ from audioar_cli.common import console
 from audioar_cli.errors import err_console, fail, friendly_errors
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from audioar.pipeline import load_trained
-from audioar.scorer import expand_inputs, score_files, write_scores
-
 __all__ = ["score_command"]
 
 
@@ -34,6 +31,9 @@ def score_command(
     ] = False,
 ) -> None:
     """Score clips: log-likelihood, nats per dim, anomaly score, p-value, is_anomaly."""
+    from audioar.pipeline import load_trained
+    from audioar.scorer import expand_inputs, score_files, write_scores
+
     trained = load_trained(model)
     files = expand_inputs(paths)
     quiet = out is None
