@@ -1,27 +1,35 @@
 """The embedded default data set: small, offline, deterministic spoken words.
 
 ``synthesize_dataset`` writes clips in the Speech Commands layout
-(``OUT/<word>/<speaker>_nohash_<take>.wav``, 1 s, 16 kHz mono int16, plus
-``validation_list.txt`` and ``testing_list.txt`` holding whole speakers). Two engines make
-the words:
+(``OUT/<word>/<speaker>_nohash_<take>.wav`` plus ``validation_list.txt`` and
+``testing_list.txt`` holding whole speakers), mono int16 WAV. Unlike Speech Commands (1 s at
+16 kHz) the clips are 0.8 s at 8 kHz by default: the pipeline's features work at 8 kHz
+anyway, and the saved bytes buy more speakers within 20 MB (the layout is what matters;
+``sample_rate=16000`` writes 16 kHz clips). Two engines make the words:
 
 - ``formant`` (always available, no dependencies beyond numpy/scipy): a source-filter
   model. A glottal pulse train (Rosenberg pulse, differentiated for lip radiation) and
   aspiration noise drive a cascade of second-order formant resonators whose targets follow
   each word's phonemes with smooth transitions; fricatives and stop bursts are noise through
   their own band-pass filters.
-- ``espeak`` (optional extra ``speech``): eSpeak NG through ``audioar.speech``.
+- ``espeak`` (optional extra ``speech``): eSpeak NG through ``audioar.speech``, each
+  speaker with one of eSpeak's English accents (US, British, Scottish, Caribbean, ...) and
+  voice variants, its vocal-tract length applied by resampling.
 
-Both engines share the speaker and channel variation applied here: pitch and its contour,
-vocal-tract length (formant scale), tempo, loudness, a mild random EQ, additive noise at a
-random SNR and a random onset inside the 1 s window. Every random draw comes from a
-generator seeded by ``(seed, speaker, word, take)``, so the same seed gives byte-identical
-files.
+Both engines share the speaker, room and channel variation applied here: pitch and its
+contour, vocal-tract length (formant scale), tempo, loudness, room reverberation, a mild
+random EQ, additive noise at a random SNR and a random onset inside the clip window. Words,
+rooms and channels are made at 16 kHz (``SYNTH_RATE``) and decimated to the output rate.
+Every random draw comes from a generator seeded by ``(seed, speaker, word, take)``, so the
+same seed gives byte-identical files.
 
 References:
     Klatt, "Software for a cascade/parallel formant synthesizer", JASA 67(3), 1980.
     Rosenberg, "Effect of glottal pulse shape on the quality of natural vowels",
     JASA 49(2B), 1971.
+    Polack, "Playing billiards in the concert hall: the mathematical foundations of
+    geometrical room acoustics", Applied Acoustics 38, 1993 (exponentially decaying noise
+    as a room's late reverberation).
     Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition",
     arXiv:1804.03209, 2018.
 """
@@ -49,6 +57,8 @@ from audioar.paths import cache_root
 
 __all__ = [
     "SAMPLE_RATE",
+    "SAMPLE_RATES",
+    "SYNTH_RATE",
     "CLIP_SECONDS",
     "DEFAULT_WORDS",
     "DEFAULT_SPEAKERS",
@@ -71,15 +81,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000  # Speech Commands: 16 kHz mono int16
-CLIP_SECONDS = 1.0
+SAMPLE_RATE = 8_000  # default rate of the written clips (the pipeline's feature rate)
+SAMPLE_RATES = (8_000, 16_000)  # rates the clips can be written at (Speech Commands: 16 kHz)
+SYNTH_RATE = 16_000  # words, noise and channel are made at this rate, then decimated
+CLIP_SECONDS = 0.8  # clip length (Speech Commands: 1 s)
 DEFAULT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-DEFAULT_SPEAKERS = 16
+DEFAULT_SPEAKERS = 42
 DEFAULT_TAKES = 3
 ENGINES = ("auto", "espeak", "formant")
 MARKER_FILE = ".audioar-synth.json"  # written last; its presence marks a complete data set
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _BLOCK = 32  # samples per control frame (2 ms at 16 kHz): formant coefficients update rate
+_SNR_DB = (10.0, 32.0)  # background noise level over the word, per take
+_ROOM_RT60 = (0.1, 0.5)  # reverberation time of each speaker's room (s)
+_ROOM_DRR_DB = (3.0, 15.0)  # direct-to-reverberant ratio of each speaker's room (dB)
+_EQ_DB = 6.0  # largest gain (either sign) of the channel's peaking EQ (dB)
 
 
 # --------------------------------------------------------------------------- phonemes
@@ -189,13 +205,26 @@ class Speaker:
     highpass: float  # channel high-pass corner (Hz)
     lowpass: float  # channel low-pass corner (Hz)
     noise_colour: float  # one-pole low-pass coefficient of the noise (0: white)
-    espeak_voice: str  # eSpeak NG voice variant used by the espeak engine
+    espeak_voice: str  # eSpeak NG accent and voice variant of the espeak engine
     espeak_pitch: int  # eSpeak pitch (0-99)
     espeak_range: int  # eSpeak pitch range (0-99)
+    room_rt60: float  # reverberation time of the speaker's room (s; 0: dry)
+    room_drr_db: float  # its direct-to-reverberant energy ratio (dB)
 
 
 _ESPEAK_MALE = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt3", "david", "john")
 _ESPEAK_FEMALE = ("f1", "f2", "f3", "f4", "f5", "klatt2", "klatt4", "linda", "belinda")
+# English accents of eSpeak NG and their shares among speakers (Speech Commands: mostly US).
+_ESPEAK_ACCENTS = {
+    "en-us": 0.4,  # General American
+    "en-us-nyc": 0.1,  # New York City
+    "en": 0.1,  # British
+    "en-gb-x-rp": 0.1,  # Received Pronunciation
+    "en-gb-scotland": 0.1,  # Scottish
+    "en-gb-x-gbclan": 0.075,  # Lancastrian
+    "en-gb-x-gbcwmd": 0.075,  # West Midlands
+    "en-029": 0.05,  # Caribbean
+}
 
 
 def make_speaker(seed: int, index: int) -> Speaker:
@@ -216,24 +245,30 @@ def make_speaker(seed: int, index: int) -> Speaker:
     # Vocal-tract length follows sex with overlap (women's formants ~15% higher).
     scale = float((1.15 if female else 1.0) * rng.uniform(0.93, 1.07))
     voices = _ESPEAK_FEMALE if female else _ESPEAK_MALE
+    # The accent comes from its own generator: the other draws stay as they were.
+    accents, shares = zip(*_ESPEAK_ACCENTS.items(), strict=True)
+    accent_rng = np.random.default_rng([seed, 4, index])
+    accent = accents[int(accent_rng.choice(len(accents), p=np.array(shares) / sum(shares)))]
     return Speaker(
         id=speaker_id,
         f0=f0,
         pitch_range=float(rng.uniform(0.05, 0.25)),
         formant_scale=scale,
-        tempo=float(rng.uniform(1.0, 1.4)),
+        tempo=float(rng.uniform(0.95, 1.3)),
         open_quotient=float(rng.uniform(0.45, 0.75)),
         breathiness=float(rng.uniform(0.0, 0.25)),
         vowel_shift=(float(rng.uniform(0.93, 1.07)), float(rng.uniform(0.94, 1.06))),
         eq_freq=float(np.exp(rng.uniform(np.log(300), np.log(4000)))),
-        eq_gain_db=float(rng.uniform(-6, 6)),
+        eq_gain_db=float(rng.uniform(-_EQ_DB, _EQ_DB)),
         eq_q=float(rng.uniform(0.7, 2.0)),
         highpass=float(rng.uniform(50, 200)),
         lowpass=float(rng.uniform(4500, 7800)),
         noise_colour=float(rng.uniform(0.0, 0.9)),
-        espeak_voice="en-us+" + voices[int(rng.integers(len(voices)))],
+        espeak_voice=f"{accent}+{voices[int(rng.integers(len(voices)))]}",
         espeak_pitch=int(rng.integers(30, 71) if not female else rng.integers(45, 86)),
         espeak_range=int(rng.integers(30, 80)),
+        room_rt60=float(rng.uniform(*_ROOM_RT60)),
+        room_drr_db=float(rng.uniform(*_ROOM_DRR_DB)),
     )
 
 
@@ -466,7 +501,7 @@ def formant_word(
     speaker: Speaker,
     rng: np.random.Generator,
     *,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = SYNTH_RATE,
     tempo: float = 1.0,
     pitch: float = 1.0,
 ) -> np.ndarray:
@@ -574,30 +609,62 @@ def _trim(dry: np.ndarray, sample_rate: int) -> np.ndarray:
     return dry[max(0, active[0] - margin) : active[-1] + margin + 1] / peak
 
 
-def _render_clip(dry: np.ndarray, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
-    """Place a dry word in the 1 s window, add noise and the channel, scale to int16.
+def _room_response(speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
+    """A room impulse response: the direct path, then an exponentially decaying noise tail.
+
+    The tail decays by 60 dB over ``speaker.room_rt60`` seconds (Sabine's reverberation
+    time) and loses its highs faster than its lows (air and wall absorption, a one-pole
+    low-pass); its energy is ``speaker.room_drr_db`` below the direct path. The tail's noise
+    is drawn from ``rng``, so every take has its own microphone position in the same room.
 
     Args:
-        dry: The word at ``SAMPLE_RATE``, shape (time,).
-        speaker: Owner of the channel (EQ, band limits, noise colour).
-        rng: The take's generator (onset, SNR, loudness, noise).
+        speaker: Owner of the room.
+        rng: The take's generator.
 
     Returns:
-        The clip, shape (16000,), int16, peak below full scale.
+        The impulse response at ``SYNTH_RATE``, shape (taps,), ``h[0] == 1``.
     """
-    n = int(SAMPLE_RATE * CLIP_SECONDS)
-    word = _trim(dry, SAMPLE_RATE)
+    taps = max(2, int(speaker.room_rt60 * SYNTH_RATE))
+    t = np.arange(1, taps) / SYNTH_RATE
+    tail = rng.standard_normal(taps - 1) * np.exp(-6.91 * t / speaker.room_rt60)
+    tail = signal.lfilter([0.5], [1.0, -0.5], tail)
+    tail *= np.sqrt(10 ** (-speaker.room_drr_db / 10) / float(np.sum(tail**2)))
+    return np.concatenate([[1.0], tail])
+
+
+def _render_clip(
+    dry: np.ndarray, speaker: Speaker, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """Place a dry word in the clip window, add noise and the channel, scale to int16.
+
+    Everything is done at ``SYNTH_RATE``; an 8 kHz clip is then decimated by 2 (polyphase
+    anti-alias filter), like a telephone-band recording.
+
+    Args:
+        dry: The word at ``SYNTH_RATE``, shape (time,).
+        speaker: Owner of the channel (EQ, band limits, noise colour).
+        rng: The take's generator (onset, SNR, loudness, noise).
+        sample_rate: Rate of the returned clip, one of ``SAMPLE_RATES``; default 8000.
+
+    Returns:
+        The clip, shape (round(sample_rate * CLIP_SECONDS),), int16, peak below full scale.
+    """
+    n = int(round(SYNTH_RATE * CLIP_SECONDS))
+    word = _trim(dry, SYNTH_RATE)
     longest = int(0.92 * n)
     if word.size > longest:  # a slow take: keep the start, fade out the end
         word = word[:longest].copy()
-        fade = int(0.02 * SAMPLE_RATE)
+        fade = int(0.02 * SYNTH_RATE)
         word[-fade:] *= np.linspace(1.0, 0.0, fade)
-    margin = int(0.04 * SAMPLE_RATE)
+    margin = int(0.04 * SYNTH_RATE)
     onset = int(rng.integers(min(margin, n - word.size), max(margin, n - word.size - margin) + 1))
     clip = np.zeros(n)
     clip[onset : onset + word.size] = word
+    # The room: its reverberant tail smears the word in time (cut at the window's end).
+    if speaker.room_rt60 > 0.0:
+        clip = signal.fftconvolve(clip, _room_response(speaker, rng))[:n]
     # Background noise at a random SNR over the word, coloured by a one-pole low-pass.
-    snr_db = rng.uniform(12.0, 35.0)
+    snr_db = rng.uniform(*_SNR_DB)
     noise = signal.lfilter(
         [1.0 - speaker.noise_colour], [1.0, -speaker.noise_colour], rng.standard_normal(n)
     )
@@ -606,22 +673,24 @@ def _render_clip(dry: np.ndarray, speaker: Speaker, rng: np.random.Generator) ->
     clip += noise
     # Channel: band limits and a mild peaking EQ (microphone and room colouring).
     sos = signal.butter(
-        2, [speaker.highpass, speaker.lowpass], btype="bandpass", fs=SAMPLE_RATE, output="sos"
+        2, [speaker.highpass, speaker.lowpass], btype="bandpass", fs=SYNTH_RATE, output="sos"
     )
     clip = signal.sosfilt(sos, clip)
-    b, a = _peaking(speaker.eq_freq, speaker.eq_gain_db, speaker.eq_q, SAMPLE_RATE)
+    b, a = _peaking(speaker.eq_freq, speaker.eq_gain_db, speaker.eq_q, SYNTH_RATE)
     clip = signal.lfilter(b, a, clip)
+    if sample_rate != SYNTH_RATE:
+        clip = signal.resample_poly(clip, sample_rate, SYNTH_RATE)
     # Loudness: peak between -18 and -3 dBFS, so never clipped.
     clip *= 10 ** (rng.uniform(-18.0, -3.0) / 20) / float(np.max(np.abs(clip)))
     return np.round(clip * 32767.0).astype(np.int16)
 
 
-def _write_wav(path: Path, clip: np.ndarray) -> None:
+def _write_wav(path: Path, clip: np.ndarray, sample_rate: int) -> None:
     """A canonical 44-byte-header PCM WAV (byte-identical for identical samples)."""
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
-        handle.setframerate(SAMPLE_RATE)
+        handle.setframerate(sample_rate)
         handle.writeframes(clip.astype("<i2").tobytes())
 
 
@@ -684,19 +753,38 @@ def _dry_clips(
         from audioar.speech import ESPEAK_SAMPLE_RATE, speak
 
         for i, pcm in enumerate(speak(utterances)):
-            # 22,050 Hz -> 16,000 Hz is exactly 320/441.
-            up, down = SAMPLE_RATE // 50, ESPEAK_SAMPLE_RATE // 50
+            # 22,050 Hz -> 16,000 Hz is exactly 320/441; a larger `down` reads the samples
+            # as if spoken at a higher rate: formants and pitch up, duration down.
+            up = SYNTH_RATE // 50
+            down = round(ESPEAK_SAMPLE_RATE // 50 * _espeak_warp(speakers[jobs[i][0]]))
             audio = signal.resample_poly(pcm.astype(np.float64) / 32768.0, up, down)
             out[i] = (audio, out[i][1])
     return out
 
 
+def _espeak_warp(speaker: Speaker) -> float:
+    """Vocal-tract length factor the espeak engine applies by resampling (about 0.93-1.07).
+
+    eSpeak NG's voice variants set formants per sex; the speaker's own factor within its
+    sex (``formant_scale`` without the female 1.15) is applied on top, so that speakers
+    sharing a variant still differ in vocal-tract length, as the formant engine's do.
+    """
+    female = speaker.espeak_voice.rsplit("+", 1)[-1] in _ESPEAK_FEMALE
+    return speaker.formant_scale / (1.15 if female else 1.0)
+
+
 # --------------------------------------------------------------------------- data sets
 def _split_speakers(ids: list[str]) -> tuple[list[str], list[str]]:
-    """Whole speakers for validation and test, ranked by a hash of the id."""
-    count = max(1, round(len(ids) / 8))
+    """Whole speakers for validation and test (one in six each), ranked by a hash of the id."""
+    count = max(1, round(len(ids) / 6))
     ranked = sorted(ids, key=lambda s: hashlib.sha1(f"split-{s}".encode()).hexdigest())
     return ranked[count : 2 * count], ranked[:count]
+
+
+_HOLDS_WORD = (
+    "{seconds:g} s holds the whole word but for the slowest takes (under 1 %), whose ends are "
+    "faded out"
+)
 
 
 def _readme(meta: dict) -> str:
@@ -710,37 +798,61 @@ def _readme(meta: dict) -> str:
     voice_text = {
         "formant": "pitch and its contour, vocal-tract length (formant scale), tempo, "
         "voice quality (open quotient, breathiness), vowel accent",
-        "espeak": "eSpeak NG voice variant (male and female), pitch, pitch range, speaking rate",
+        "espeak": f"eSpeak NG English accent ({len(_ESPEAK_ACCENTS)} of them: US, New York, "
+        "British, RP, Scottish, Lancastrian, West Midlands, Caribbean; 40 % US), voice variant "
+        "(male and female), vocal-tract length (resampling, +-7 %), pitch, pitch range, "
+        "speaking rate",
     }[meta["engine"]]
     words = meta["words"]
-    n_train = (
-        len(meta["speakers"]) - len(meta["validation_speakers"]) - len(meta["testing_speakers"])
-    )
+    rate, seconds = meta["sample_rate"], meta["clip_seconds"]
+    n_val, n_test = len(meta["validation_speakers"]), len(meta["testing_speakers"])
+    n_train = len(meta["speakers"]) - n_val - n_test
+    per_class = meta["clips"] // len(words)
+    takes = meta["takes"]
+    rate_text = f"{seconds:g} s, {rate / 1000:g} kHz, mono, 16-bit PCM"
+    if rate != 16_000:
+        rate_text += (
+            " (Speech Commands has 1 s at 16 kHz: the layout is what matters here. audioar's "
+            "features work at 8 kHz anyway, and shorter 8 kHz clips leave room for more "
+            "speakers in under 20 MB; `audioar data synth --sample-rate 16000` writes 16 kHz "
+            f"clips; {_HOLDS_WORD.format(seconds=seconds)})"
+        )
+    elif seconds != 1.0:
+        rate_text += f" (Speech Commands has 1 s clips; {_HOLDS_WORD.format(seconds=seconds)})"
     return (
         f"# audioar synthetic spoken words (synth-v{meta['version']})\n\n"
         f"Made offline by audioar's data synthesiser (`audioar data synth`, audioar "
         f"{meta['audioar']}) with engine "
         f"**{meta['engine']}** and seed **{meta['seed']}**: {engine_text}.\n"
         "The same engine, seed and options write byte-identical WAV files.\n\n"
-        "- Layout: Speech Commands, `<word>/<speaker>_nohash_<take>.wav`; 1 s, 16 kHz, "
-        "mono, 16-bit PCM.\n"
+        f"- Layout: Speech Commands, `<word>/<speaker>_nohash_<take>.wav`; {rate_text}.\n"
         f"- Classes ({len(words)}): {', '.join(words)}."
         f"{' The demo uses `zero` as the normal class.' if 'zero' in words else ''}\n"
-        f"- Speakers: {len(meta['speakers'])} ({n_train} train, "
-        f"{len(meta['validation_speakers'])} validation, {len(meta['testing_speakers'])} test); "
-        f"takes per speaker and word: {meta['takes']}; clips: {meta['clips']} "
-        f"({meta['clips'] // len(words)} per class).\n"
+        f"- Speakers: {len(meta['speakers'])} ({n_train} train, {n_val} validation, "
+        f"{n_test} test); takes per speaker and word: {takes}; clips: {meta['clips']} "
+        f"({per_class} per class: {n_train * takes} train, {n_val * takes} validation, "
+        f"{n_test * takes} test).\n"
         "- Splits: `validation_list.txt` and `testing_list.txt` list the clips of whole "
         "speakers (speaker-disjoint, like Speech Commands); every other clip is training data.\n"
-        f"- Speaker variation: {voice_text}; per take: tempo, pitch, loudness (peak -18 to "
-        "-3 dBFS), background noise (SNR 12-35 dB, white to brown-ish), random onset in "
-        "the window; per speaker a channel: band limits and a mild peaking EQ (+-6 dB).\n"
+        f"- Speaker variation: {voice_text}; per speaker a room (reverberation time "
+        f"{_ROOM_RT60[0]:g}-{_ROOM_RT60[1]:g} s, direct-to-reverberant ratio "
+        f"{_ROOM_DRR_DB[0]:g}-{_ROOM_DRR_DB[1]:g} dB) and a channel (band limits and a mild "
+        f"peaking EQ, +-{_EQ_DB:g} dB); per take: tempo, pitch, loudness (peak -18 to -3 dBFS), "
+        f"background noise (SNR {_SNR_DB[0]:g}-{_SNR_DB[1]:g} dB, white to brown-ish), random "
+        "onset in the window.\n"
         "- No recordings of people are included.\n"
     )
 
 
 def _generate(
-    folder: Path, *, seed: int, engine: str, speakers: int, takes: int, words: Sequence[str]
+    folder: Path,
+    *,
+    seed: int,
+    engine: str,
+    speakers: int,
+    takes: int,
+    words: Sequence[str],
+    sample_rate: int,
 ) -> dict:
     """Write the whole data set into the (empty, existing) ``folder``; return its metadata."""
     from audioar import __version__
@@ -755,7 +867,8 @@ def _generate(
         (folder / word).mkdir()
     for (index, word, take), (audio, rng) in zip(jobs, dry, strict=True):
         name = f"{word}/{people[index].id}_nohash_{take}.wav"
-        _write_wav(folder / name, _render_clip(audio, people[index], rng))
+        clip = _render_clip(audio, people[index], rng, sample_rate)
+        _write_wav(folder / name, clip, sample_rate)
         if people[index].id in validation:
             lists["validation"].append(name)
         elif people[index].id in testing:
@@ -774,7 +887,8 @@ def _generate(
         "validation_speakers": validation,
         "testing_speakers": testing,
         "clips": len(jobs),
-        "sample_rate": SAMPLE_RATE,
+        "sample_rate": sample_rate,
+        "clip_seconds": CLIP_SECONDS,
     }
     (folder / "README.md").write_text(_readme(meta))
     (folder / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # last: complete
@@ -784,7 +898,13 @@ def _generate(
     return meta
 
 
-def _check_options(seed: int, speakers: int, takes: int, words: Sequence[str]) -> tuple[str, ...]:
+def _check_options(
+    seed: int, speakers: int, takes: int, words: Sequence[str], sample_rate: int
+) -> tuple[str, ...]:
+    if sample_rate not in SAMPLE_RATES:
+        raise ConfigError(
+            f"sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}, got {sample_rate}"
+        )
     if isinstance(words, str):
         words = [w for w in words.split(",") if w]
     words = tuple(w.strip().lower() for w in words)
@@ -810,7 +930,8 @@ def read_metadata(folder: str | os.PathLike) -> dict:
 
     Returns:
         Keys ``format, version, audioar, engine, seed, words, takes, speakers,
-        validation_speakers, testing_speakers, clips, sample_rate``.
+        validation_speakers, testing_speakers, clips, sample_rate, clip_seconds``
+        (``clip_seconds`` from version 2 on).
 
     Raises:
         DataError: The folder is not a (complete) synthetic data set.
@@ -855,6 +976,7 @@ def synthesize_dataset(
     speakers: int = DEFAULT_SPEAKERS,
     takes: int = DEFAULT_TAKES,
     words: Sequence[str] = DEFAULT_WORDS,
+    sample_rate: int = SAMPLE_RATE,
     force: bool = False,
 ) -> Path:
     """Write the synthetic spoken-word data set to ``out_dir`` (offline, deterministic).
@@ -867,10 +989,13 @@ def synthesize_dataset(
         seed: Seed of every random draw; default 0. Same seed, same bytes.
         engine: ``"auto"`` (eSpeak NG when it works, else formant), ``"espeak"`` or
             ``"formant"``; default ``"auto"``.
-        speakers: Number of speakers (>= 3); default 16. One in eight (at least one) goes
-            to validation, as many to test.
-        takes: Takes per speaker and word; default 3.
+        speakers: Number of speakers (>= 3); default 42. One in six (at least one) goes
+            to validation, as many to test: by default 28 train, 7 validation, 7 test.
+        takes: Takes per speaker and word; default 3 (so 84 training, 21 validation and
+            21 test clips per word by default).
         words: Class names, keys of ``LEXICON``; default the ten digits.
+        sample_rate: Rate of the written clips, 8000 or 16000 Hz; default 8000 (clips are
+            ``CLIP_SECONDS`` = 0.8 s long either way: 12,844 bytes at 8 kHz).
         force: Replace an existing data set made by this function; default False.
 
     Returns:
@@ -887,7 +1012,7 @@ def synthesize_dataset(
         ['.audioar-synth.json', 'README.md', 'eight']
     """
     out = Path(out_dir).expanduser()
-    words = _check_options(seed, speakers, takes, words)
+    words = _check_options(seed, speakers, takes, words, sample_rate)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -902,7 +1027,15 @@ def synthesize_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(out, "tmp")
     try:
-        _generate(tmp, seed=seed, engine=name, speakers=speakers, takes=takes, words=words)
+        _generate(
+            tmp,
+            seed=seed,
+            engine=name,
+            speakers=speakers,
+            takes=takes,
+            words=words,
+            sample_rate=sample_rate,
+        )
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -911,14 +1044,16 @@ def synthesize_dataset(
 
 
 def default_dataset_name(engine: str = "auto", seed: int = 0) -> str:
-    """Cache folder name of the default data set, e.g. ``synth-v1-formant-seed0``."""
+    """Cache folder name of the default data set, e.g. ``synth-v2-formant-seed0``."""
     return f"synth-v{_FORMAT_VERSION}-{resolve_engine(engine)}-seed{seed}"
 
 
 def default_dataset(*, engine: str = "auto") -> Path:
     """The default data set (seed 0, default options), generated on first use.
 
-    Lives in ``audioar.paths.cache_root() / "synth-v1-<engine>-seed0"``. It is generated
+    Lives in ``audioar.paths.cache_root() / "synth-v2-<engine>-seed0"`` (version 2: 42
+    speakers x 3 takes x 10 words, 0.8 s at 8 kHz, about 16 MB; version 1 folders, 16
+    speakers at 16 kHz, are not reused). It is generated
     into a temporary sibling folder and renamed into place, so a partial folder is never
     returned; later calls (and concurrent ones that lose the race) reuse it.
 
@@ -942,6 +1077,7 @@ def default_dataset(*, engine: str = "auto") -> Path:
             speakers=DEFAULT_SPEAKERS,
             takes=DEFAULT_TAKES,
             words=DEFAULT_WORDS,
+            sample_rate=SAMPLE_RATE,
         )
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first

@@ -33,6 +33,13 @@ def synth_command(
     words: Annotated[
         str, typer.Option(help=f"Comma-separated classes, from: {', '.join(synth.LEXICON)}.")
     ] = ",".join(synth.DEFAULT_WORDS),
+    sample_rate: Annotated[
+        int,
+        typer.Option(
+            help="Rate of the written clips in Hz: 8000 (default; the pipeline's feature "
+            "rate) or 16000 (Speech Commands' rate)."
+        ),
+    ] = synth.SAMPLE_RATE,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing synthetic data set.")
     ] = False,
@@ -48,12 +55,14 @@ def synth_command(
             speakers=speakers,
             takes=takes,
             words=word_list,
+            sample_rate=sample_rate,
             force=force,
         )
     info = synth.read_metadata(root)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     console.print(
         f"wrote {info['clips']} clips ({len(info['words'])} classes, {len(info['speakers'])} "
-        f"speakers, engine {info['engine']}, seed {info['seed']}) to {root} "
+        f"speakers, {info['sample_rate']} Hz, engine {info['engine']}, seed {info['seed']}) "
+        f"to {root} "
         f"[{size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s]"
     )

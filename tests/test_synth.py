@@ -119,10 +119,28 @@ def test_words_differ_and_speakers_vary():
     assert synth.make_speaker(1, 3) != synth.make_speaker(0, 3)
 
 
+def test_espeak_warp_spreads_vocal_tract_length():
+    people = [synth.make_speaker(0, i) for i in range(synth.DEFAULT_SPEAKERS)]
+    warps = np.array([synth._espeak_warp(p) for p in people])
+    assert ((warps > 0.92) & (warps < 1.08)).all() and np.ptp(warps) > 0.08
+    # Speakers sharing an eSpeak voice variant still differ.
+    by_voice: dict[str, list[float]] = {}
+    for person, warp in zip(people, warps, strict=True):
+        by_voice.setdefault(person.espeak_voice, []).append(warp)
+    assert any(len(set(w)) > 1 for w in by_voice.values())
+
+
 def test_unknown_word_and_bad_options():
     with pytest.raises(ConfigError, match="banana"):
         synth.formant_word("banana", synth.make_speaker(0, 0), np.random.default_rng(0))
-    for bad in ({"speakers": 2}, {"takes": 0}, {"seed": -1}, {"words": ("zero", "zero")}):
+    bad_options = (
+        {"speakers": 2},
+        {"takes": 0},
+        {"seed": -1},
+        {"words": ("zero", "zero")},
+        {"sample_rate": 22050},
+    )
+    for bad in bad_options:
         with pytest.raises(ConfigError):
             synth.synthesize_dataset("unused", engine="formant", **bad)
     with pytest.raises(ConfigError, match="engine"):
@@ -167,27 +185,54 @@ def test_layout_and_speaker_disjoint_lists(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary folders left behind
 
 
-def _check_clips(root: Path) -> None:
+def _check_clips(root: Path, rate: int = 8000) -> None:
+    length = round(rate * synth.CLIP_SECONDS)
+    assert synth.read_metadata(root)["sample_rate"] == rate
     for path in sorted(root.glob("*/*.wav")):
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (
-            16000,
+            rate,
             1,
-            16000,
+            length,
             "PCM_16",
         )
-        assert path.stat().st_size == 44 + 2 * 16000  # plain header, like Speech Commands
+        assert path.stat().st_size == 44 + 2 * length  # plain header, like Speech Commands
         audio, _ = sf.read(path, dtype="int16")
         assert np.abs(audio.astype(np.int32)).max() < 32767, f"{path} clips"
         assert np.abs(audio).max() > 1000, f"{path} is (nearly) silent"
-        # The word stands out of the background noise: loud frames well above quiet ones.
-        frames = audio[: 16000 // 160 * 160].reshape(-1, 160).astype(np.float64)
+        # The word stands out of the background noise: loud 10 ms frames well above quiet ones.
+        hop = rate // 100
+        frames = audio[: length // hop * hop].reshape(-1, hop).astype(np.float64)
         energy = np.sort((frames**2).mean(axis=1))
-        assert energy[-5:].mean() > 10 * energy[:20].mean(), f"{path}: no clear word"
+        assert energy[-5:].mean() > 10 * energy[:15].mean(), f"{path}: no clear word"
 
 
-def test_clip_format_formant(tmp_path):
-    _check_clips(synth.synthesize_dataset(tmp_path / "f", engine="formant", seed=1, **SMALL))
+def test_clip_format_formant_8k_and_16k(tmp_path):
+    low = synth.synthesize_dataset(tmp_path / "f8", engine="formant", seed=1, **SMALL)
+    high = synth.synthesize_dataset(
+        tmp_path / "f16", engine="formant", seed=1, sample_rate=16000, **SMALL
+    )
+    _check_clips(low, 8000)
+    _check_clips(high, 16000)
+    assert "8 kHz" in (low / "README.md").read_text()
+    assert "16 kHz" in (high / "README.md").read_text()
+    # Same draws, same clip: the 8 kHz file is the 16 kHz one decimated (up to loudness).
+    for path in sorted(low.glob("*/*.wav")):
+        a = sf.read(path)[0]
+        b = signal.resample_poly(sf.read(high / path.relative_to(low))[0], 1, 2)
+        assert np.corrcoef(a, b)[0, 1] > 0.999, path
+
+
+def test_room_response():
+    speaker = synth.make_speaker(0, 5)
+    assert synth._ROOM_RT60[0] <= speaker.room_rt60 <= synth._ROOM_RT60[1]
+    h = synth._room_response(speaker, np.random.default_rng(0))
+    assert h.size == int(speaker.room_rt60 * synth.SYNTH_RATE) and h[0] == 1.0
+    tail_db = 10 * np.log10(np.sum(h[1:] ** 2))
+    assert tail_db == pytest.approx(-speaker.room_drr_db, abs=1e-6)
+    tenth = h.size // 10
+    assert np.sum(h[-tenth:] ** 2) < 1e-3 * np.sum(h[1 : tenth + 1] ** 2)  # decays ~60 dB
+    assert not np.allclose(h, synth._room_response(speaker, np.random.default_rng(1)))
 
 
 def test_espeak_engine(tmp_path):
@@ -204,7 +249,15 @@ def test_espeak_engine(tmp_path):
     assert synth.resolve_engine("auto") == "espeak"
     # GPL-3 eSpeak NG runs in a worker process only; it never enters this one.
     assert "espeakng_loader" not in sys.modules
-    assert synth.default_dataset_name("auto") == "synth-v1-espeak-seed0"
+    assert synth.default_dataset_name("auto") == "synth-v2-espeak-seed0"
+    # Every accent a speaker can draw is a voice eSpeak NG knows (else the worker fails).
+    from audioar.speech import Utterance, speak
+
+    accents = list(synth._ESPEAK_ACCENTS)
+    said = speak([Utterance("zero", voice=f"{accent}+m3", seed=1) for accent in accents])
+    assert len(said) == len(accents) and all(clip.size > 1000 for clip in said)
+    voices = {synth.make_speaker(0, i).espeak_voice for i in range(synth.DEFAULT_SPEAKERS)}
+    assert len({v.split("+")[0] for v in voices}) >= 5  # several accents in the default set
 
 
 def test_auto_engine_falls_back_to_formant(monkeypatch):
@@ -212,20 +265,30 @@ def test_auto_engine_falls_back_to_formant(monkeypatch):
 
     monkeypatch.setattr(speech, "espeak_available", lambda: False)
     assert synth.resolve_engine("auto") == "formant"
-    assert synth.default_dataset_name() == "synth-v1-formant-seed0"
+    assert synth.default_dataset_name() == "synth-v2-formant-seed0"
     with pytest.raises(ConfigError, match="speech"):
         synth.resolve_engine("espeak")
 
 
-def test_default_dataset_size_and_reuse(default_root):
+def test_default_dataset_size_counts_and_reuse(default_root):
     meta = synth.read_metadata(default_root)
-    assert default_root.name == "synth-v1-formant-seed0"
+    assert default_root.name == "synth-v2-formant-seed0"
+    assert meta["version"] == 2 and meta["sample_rate"] == synth.SAMPLE_RATE == 8000
     assert meta["words"] == list(synth.DEFAULT_WORDS) and "zero" in meta["words"]
     assert meta["clips"] == len(synth.DEFAULT_WORDS) * synth.DEFAULT_SPEAKERS * synth.DEFAULT_TAKES
-    assert len(list(default_root.glob("*/*.wav"))) == meta["clips"]
+    assert len(list(default_root.glob("*/*.wav"))) == meta["clips"] == 1260
     size = sum(p.stat().st_size for p in default_root.rglob("*") if p.is_file())
     print(f"\ndefault data set: {meta['clips']} clips, {size / 1e6:.2f} MB")
-    assert size < 20e6
+    assert size < 17e6  # the bound is 20 MB
+    # Enough "zero" clips to train, stop early and calibrate at 5 % FPR (>= 19), and test.
+    zero = {p.name for p in (default_root / "zero").glob("*.wav")}
+    held = {}
+    for split in ("validation", "testing"):
+        lines = (default_root / f"{split}_list.txt").read_text().split()
+        held[split] = {line.split("/")[1] for line in lines if line.startswith("zero/")}
+    train = zero - held["validation"] - held["testing"]
+    assert (len(train), len(held["validation"]), len(held["testing"])) == (84, 21, 21)
+    assert (len(meta["validation_speakers"]), len(meta["testing_speakers"])) == (7, 7)
     before = (default_root / synth.MARKER_FILE).stat().st_mtime_ns
     start = time.perf_counter()
     assert synth.default_dataset(engine="formant") == default_root
@@ -244,7 +307,7 @@ def test_default_dataset_is_learnable_not_trivial(default_root):
         held |= set((default_root / name).read_text().split())
     paths = sorted(default_root.glob("*/*.wav"))
     audio = np.stack([sf.read(p)[0] for p in paths])
-    x = np.log(signal.welch(audio, 16000, nperseg=512, axis=-1)[1] + 1e-12)
+    x = np.log(signal.welch(audio, 8000, nperseg=256, axis=-1)[1] + 1e-12)
     y = np.array([p.parent.name for p in paths])
     is_held = np.array([f"{p.parent.name}/{p.name}" in held for p in paths])
     train = ~is_held & (y == "zero")
@@ -261,7 +324,7 @@ def test_default_dataset_atomic_and_concurrent(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "DEFAULT_SPEAKERS", 3)
     monkeypatch.setattr(synth, "DEFAULT_TAKES", 1)
     monkeypatch.setattr(synth, "DEFAULT_WORDS", ("zero", "one"))
-    target = tmp_path / "cache" / "synth-v1-formant-seed0"
+    target = tmp_path / "cache" / "synth-v2-formant-seed0"
 
     # A failure half way leaves nothing behind.
     real_render, calls = synth._render_clip, []
