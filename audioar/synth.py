@@ -50,10 +50,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from audioar.errors import ConfigError, DataError
 from audioar.paths import cache_root
+
+
+def _signal():  # noqa: ANN202
+    """scipy.signal, imported on first use (it costs a second at CLI start-up)."""
+    from scipy import signal
+
+    return signal
+
 
 __all__ = [
     "SAMPLE_RATE",
@@ -593,7 +600,7 @@ def formant_word(
         envelope[start : start + length] = amplitude
         envelope = _smooth(envelope, max(1, min(5, length // 2)))
         b_bp, a_bp = _bandpass(centre * np.sqrt(speaker.formant_scale), bandwidth, sample_rate)
-        band = signal.lfilter(b_bp, a_bp, fric_noise)
+        band = _signal().lfilter(b_bp, a_bp, fric_noise)
         out += band * np.interp(np.arange(n), np.arange(frames) * _BLOCK, envelope) * 2.0
     return out / max(float(np.max(np.abs(out))), 1e-9)
 
@@ -627,7 +634,7 @@ def _room_response(speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
     taps = max(2, int(speaker.room_rt60 * SYNTH_RATE))
     t = np.arange(1, taps) / SYNTH_RATE
     tail = rng.standard_normal(taps - 1) * np.exp(-6.91 * t / speaker.room_rt60)
-    tail = signal.lfilter([0.5], [1.0, -0.5], tail)
+    tail = _signal().lfilter([0.5], [1.0, -0.5], tail)
     tail *= np.sqrt(10 ** (-speaker.room_drr_db / 10) / float(np.sum(tail**2)))
     return np.concatenate([[1.0], tail])
 
@@ -662,24 +669,24 @@ def _render_clip(
     clip[onset : onset + word.size] = word
     # The room: its reverberant tail smears the word in time (cut at the window's end).
     if speaker.room_rt60 > 0.0:
-        clip = signal.fftconvolve(clip, _room_response(speaker, rng))[:n]
+        clip = _signal().fftconvolve(clip, _room_response(speaker, rng))[:n]
     # Background noise at a random SNR over the word, coloured by a one-pole low-pass.
     snr_db = rng.uniform(*_SNR_DB)
-    noise = signal.lfilter(
+    noise = _signal().lfilter(
         [1.0 - speaker.noise_colour], [1.0, -speaker.noise_colour], rng.standard_normal(n)
     )
     word_power = float(np.mean(word**2))
     noise *= np.sqrt(word_power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-20))
     clip += noise
     # Channel: band limits and a mild peaking EQ (microphone and room colouring).
-    sos = signal.butter(
+    sos = _signal().butter(
         2, [speaker.highpass, speaker.lowpass], btype="bandpass", fs=SYNTH_RATE, output="sos"
     )
-    clip = signal.sosfilt(sos, clip)
+    clip = _signal().sosfilt(sos, clip)
     b, a = _peaking(speaker.eq_freq, speaker.eq_gain_db, speaker.eq_q, SYNTH_RATE)
-    clip = signal.lfilter(b, a, clip)
+    clip = _signal().lfilter(b, a, clip)
     if sample_rate != SYNTH_RATE:
-        clip = signal.resample_poly(clip, sample_rate, SYNTH_RATE)
+        clip = _signal().resample_poly(clip, sample_rate, SYNTH_RATE)
     # Loudness: peak between -18 and -3 dBFS, so never clipped.
     clip *= 10 ** (rng.uniform(-18.0, -3.0) / 20) / float(np.max(np.abs(clip)))
     return np.round(clip * 32767.0).astype(np.int16)
@@ -757,7 +764,7 @@ def _dry_clips(
             # as if spoken at a higher rate: formants and pitch up, duration down.
             up = SYNTH_RATE // 50
             down = round(ESPEAK_SAMPLE_RATE // 50 * _espeak_warp(speakers[jobs[i][0]]))
-            audio = signal.resample_poly(pcm.astype(np.float64) / 32768.0, up, down)
+            audio = _signal().resample_poly(pcm.astype(np.float64) / 32768.0, up, down)
             out[i] = (audio, out[i][1])
     return out
 
