@@ -8,7 +8,7 @@ Layout of ``RUN_DIR``::
     history.csv   one row per training epoch
 
 The directory appears whole or not at all: it is written into a hidden temporary sibling
-``.RUN_DIR.tmp-XXXX`` and renamed. While a fit runs, its checkpoint lives in another sibling,
+``.RUN_DIR.tmp-<random>`` and renamed. While a fit runs, its checkpoint lives in another sibling,
 ``RUN_DIR.partial/`` (:func:`checkpoint_path_for`), removed once the run is saved.
 """
 
