@@ -39,7 +39,7 @@ from audioar.evaluate import evaluate_scores
 from audioar.features import Featurizer, extract, featurizer_from_config
 from audioar.models.build import SEQUENCE_MODELS, build_sequence_model
 from audioar.models.sequence import SequenceDensity
-from audioar.pipeline import MAX_COMPARE_CLIPS, FitSummary, TrainedModel
+from audioar.pipeline import MAX_COMPARE_CLIPS, FitSummary, TrainedModel, compare_labels
 from audioar.scoring import Calibration, batch_to_device, calibrate, log_likelihoods
 from audioar.train import EpochStats, fit
 
@@ -412,13 +412,7 @@ def train_conditional(
         [val_seqs[i] for i in by_length], [index[val_kept[i].label] for i in by_length]
     )
 
-    compare = cfg.data.compare or [c for c in classes if c != target]
-    unknown = [c for c in compare if c not in index]
-    if unknown:
-        raise DataError(
-            f"unknown class(es) to compare: {', '.join(unknown)}; known classes: "
-            + ", ".join(classes)
-        )
+    compare = compare_labels(cfg, classes)
     pool = [(x, c.label) for x, c in zip(train_seqs + val_seqs, train_kept + val_kept, strict=True)]
     compare_seqs = {
         label: sorted([x for x, lab in pool if lab == label][:MAX_COMPARE_CLIPS], key=len)

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +27,7 @@ from audioar.train import EpochStats, FitResult, fit
 
 __all__ = [
     "MAX_COMPARE_CLIPS",
+    "compare_labels",
     "TrainedModel",
     "FitSummary",
     "load_dataset",
@@ -243,23 +243,37 @@ def train_model(
     return trained, summary
 
 
+def compare_labels(cfg: RunConfig, labels: Sequence[str]) -> list[str]:
+    """The classes tracked per epoch: ``cfg.data.compare``, default every other class.
+
+    Raises:
+        DataError: A compared class is not among ``labels``.
+    """
+    chosen = list(cfg.data.compare) or [c for c in labels if c != cfg.data.target]
+    unknown = [c for c in chosen if c not in labels]
+    if unknown:
+        raise DataError(
+            f"unknown class(es) to compare: {', '.join(unknown)}; known classes: "
+            + ", ".join(labels)
+        )
+    return chosen
+
+
 def _compare_features(
     cfg: RunConfig, dataset: Dataset, parts: Split, featurizer: Featurizer, use_cache: bool
 ) -> dict[str, Tensor]:
     """Features of the compared classes' non-test clips, at most MAX_COMPARE_CLIPS each."""
-    labels = cfg.data.compare or [c for c in dataset.labels if c != cfg.data.target]
-    unknown = [c for c in labels if c not in dataset.labels]
-    if unknown:
-        raise DataError(
-            f"unknown class(es) to compare: {', '.join(unknown)}; known classes: "
-            + ", ".join(dataset.labels)
-        )
+    labels = compare_labels(cfg, dataset.labels)
+    clips = []
+    for label in labels:
+        clips += [c for c in parts.train + parts.validation if c.label == label][:MAX_COMPARE_CLIPS]
+    x, kept, _ = featurize(featurizer, clips, use_cache=use_cache)  # one extract call
+    kept_labels = [c.label for c in kept]
     out = {}
     for label in labels:
-        clips = [c for c in parts.train + parts.validation if c.label == label]
-        x, _, _ = featurize(featurizer, clips[:MAX_COMPARE_CLIPS], use_cache=use_cache)
-        if len(x):
-            out[label] = x
+        rows = [i for i, lab in enumerate(kept_labels) if lab == label]
+        if rows:
+            out[label] = x[rows]
     return out
 
 
@@ -391,13 +405,3 @@ def load_trained(run_dir: str | Path) -> TrainedModel:
 def with_split(cfg: RunConfig, scheme: str) -> RunConfig:
     """A copy of ``cfg`` with ``data.split`` set to ``scheme``."""
     return replace(cfg, data=replace(cfg.data, split=scheme))
-
-
-def run_metadata(trained: TrainedModel) -> dict[str, Any]:
-    """A short description of a trained model for logs and reports."""
-    return {
-        "model": trained.config.model.name,
-        "features": trained.featurizer.to_config(),
-        "dims": trained.dims,
-        "threshold": trained.calibration.threshold,
-    }
