@@ -9,6 +9,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run (CI must not flip on a lucky draw);
+# HYPOTHESIS_PROFILE=explore searches with fresh random examples.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Every test session gets its own cache (generated demo data, feature cache).
 os.environ["AUDIOAR_CACHE_DIR"] = tempfile.mkdtemp(prefix="audioar-test-cache-")

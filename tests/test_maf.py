@@ -99,10 +99,21 @@ def test_one_dimensional_density_integrates_to_one(base):
     assert total == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("context", [0, 3])
-def test_fast_paths_match_reference(context):
+@pytest.mark.parametrize(
+    ("context", "permutation", "batch_norm"),
+    [(0, "random", True), (3, "random", True), (0, "reverse", True), (2, "reverse", False)],
+)
+def test_fast_paths_match_reference(context, permutation, batch_norm):
     torch.manual_seed(0)
-    maf = MAF(11, 3, (24, 24), context_features=context, permutation="random", num_blocks=3)
+    maf = MAF(
+        11,
+        3,
+        (24, 24),
+        context_features=context,
+        permutation=permutation,
+        batch_norm=batch_norm,
+        num_blocks=3,
+    )
     x = torch.randn(32, 11)
     c = torch.randn(32, context) if context else None
     outs = {}
@@ -115,14 +126,22 @@ def test_fast_paths_match_reference(context):
         lp = maf.log_prob(x, c)
         (-lp.mean()).backward()
         grads = [p.grad.clone() for p in maf.parameters()]
+        buffers = [b.clone() for b in maf.buffers()]  # running statistics after one batch
         maf.eval()
-        outs[fast] = (lp.detach(), grads, maf.log_prob(x, c).detach())
-    torch.testing.assert_close(outs[True][0], outs[False][0], rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(outs[True][2], outs[False][2], rtol=1e-5, atol=1e-4)
+        xe = x.clone().requires_grad_()
+        lp_eval = maf.log_prob(xe, c)
+        (grad_x,) = torch.autograd.grad(lp_eval.sum(), xe)
+        outs[fast] = (lp.detach(), grads, lp_eval.detach(), buffers, grad_x)
+    fast, ref = outs[True], outs[False]
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fast[2], ref[2], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fast[3], ref[3], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast[4], ref[4], rtol=1e-4, atol=1e-5)
     masks = {id(layer.weight): layer.mask for made in maf.mades for layer in made.layers}
-    for p, a, b in zip(maf.parameters(), outs[True][1], outs[False][1], strict=True):
+    for p, a, b in zip(maf.parameters(), fast[1], ref[1], strict=True):
         mask = masks.get(id(p))
         if mask is not None:
+            assert (a[~mask] == 0).all()
             a, b = a * mask, b * mask
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     cs = torch.randn(5, context) if context else None

@@ -10,7 +10,7 @@ from audioar.errors import ConfigError
 from audioar.layers import (
     MaskedLinear,
     block_linear,
-    block_masked_linear,
+    block_masked_mlp,
     connectivity,
     hidden_degrees,
     input_degrees,
@@ -134,27 +134,81 @@ def test_block_linear_matches_dense(features, hidden, num_blocks, context, seed)
     for mask in masks:
         blocks = triangular_blocks(mask, num_blocks)
         # The blocks cover every row once and leave out only masked-off entries.
-        assert [r for r0, r1, _ in blocks for r in range(r0, r1)] == list(range(mask.shape[0]))
-        for r0, r1, c1 in blocks:
+        assert [r for r0, r1, _, _ in blocks for r in range(r0, r1)] == list(range(mask.shape[0]))
+        for r0, r1, c0, c1 in blocks:
+            assert c0 <= c1
             assert not mask[r0:r1, c1:].any()
+            assert mask[r0:r1, :c0].all()
         weight = torch.randn(mask.shape) * mask
         bias = torch.randn(mask.shape[0])
         torch.testing.assert_close(block_linear(x, weight, bias, blocks), F.linear(x, weight, bias))
         x = torch.tanh(F.linear(x, weight, bias))
 
 
-def test_block_linear_gradients_match_dense():
-    torch.manual_seed(0)
-    mask = torch.rand(30, 20) < 0.5
-    weight = torch.randn(30, 20, requires_grad=True)
-    bias = torch.randn(30, requires_grad=True)
-    x = torch.randn(7, 20, requires_grad=True)
-    blocks = triangular_blocks(mask, 3)
-    g = torch.randn(7, 30)
-    fast = block_masked_linear(x, weight, mask, bias, blocks)
-    ref = F.linear(x, weight * mask, bias)
-    torch.testing.assert_close(fast, ref)
-    grads = torch.autograd.grad((fast * g).sum(), (x, weight, bias))
-    expected = torch.autograd.grad((ref * g).sum(), (x, weight, bias))
+def _reference_mlp(x, weights, biases, masks, activation, keeps):
+    act = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda h: h}[activation]
+    for i, (w, b, m) in enumerate(zip(weights, biases, masks, strict=True)):
+        x = F.linear(x, w * m, b)
+        if i < len(weights) - 1:
+            x = act(x) * keeps[i]
+    return x
+
+
+@settings(deadline=None, max_examples=15)
+@given(
+    activation=st.sampled_from(["tanh", "relu", "identity"]),
+    bias=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.3]),
+    num_blocks=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_block_masked_mlp_matches_dense(activation, bias, dropout, num_blocks, seed):
+    # Unsorted random masks: the fast path must be exact for any mask, not only MADE's.
+    torch.manual_seed(seed)
+    sizes = [9, 13, 11, 6]
+    masks = [torch.rand(o, i) < 0.6 for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    weights = [(torch.randn(m.shape) * m).requires_grad_() for m in masks]
+    biases = [torch.randn(m.shape[0]).requires_grad_() if bias else None for m in masks]
+    floats = [m.float() for m in masks]
+    blocks = [triangular_blocks(m, num_blocks) for m in masks]
+    x = torch.randn(7, sizes[0], requires_grad=True)
+    g = torch.randn(7, sizes[-1])
+    torch.manual_seed(seed + 1)
+    fast = block_masked_mlp(x, weights, biases, floats, blocks, activation, dropout)
+    # The same dropout draws, in the same order, for the reference.
+    torch.manual_seed(seed + 1)
+    keeps = [
+        torch.empty(7, n).bernoulli_(1 - dropout) / (1 - dropout) if dropout else 1.0
+        for n in sizes[1:-1]
+    ]
+    ref = _reference_mlp(x, weights, biases, floats, activation, keeps)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    leaves = [x, *weights, *[b for b in biases if b is not None]]
+    grads = torch.autograd.grad((fast * g).sum(), leaves)
+    expected = torch.autograd.grad((ref * g).sum(), leaves)
     for a, b in zip(grads, expected, strict=True):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for w_grad, m in zip(grads[1 : 1 + len(masks)], masks, strict=True):
+        assert (w_grad[~m] == 0).all()
+    with torch.no_grad():  # the no-autograd path gives the same numbers
+        torch.manual_seed(seed + 1)
+        quiet = block_masked_mlp(x, weights, biases, floats, blocks, activation, dropout)
+    torch.testing.assert_close(quiet, ref.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_masked_linear_keeps_masked_weights_at_zero():
+    torch.manual_seed(0)
+    mask = torch.rand(6, 5) < 0.5
+    layer = MaskedLinear(mask)
+    assert (layer.weight[~mask] == 0).all()
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["weight"] = torch.randn(6, 5)  # e.g. written by another tool
+    layer.load_state_dict(state)
+    assert (layer.weight[~mask] == 0).all()
+    assert torch.equal(layer.weight[mask], state["weight"][mask])
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.1, weight_decay=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.randn(8, 5)).square().sum().backward()
+        opt.step()
+    assert (layer.weight[~mask] == 0).all()

@@ -1,6 +1,6 @@
 """Shared building blocks: masked linear layers, masked 2-D and dilated causal convolutions."""
 
-from audioar.layers.block_linear import block_linear, block_masked_linear, triangular_blocks
+from audioar.layers.block_linear import block_linear, block_masked_mlp, triangular_blocks
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
 from audioar.layers.masked_linear import MaskedLinear
@@ -16,7 +16,7 @@ __all__: list[str] = []
 __all__ += [
     "MaskedLinear",
     "block_linear",
-    "block_masked_linear",
+    "block_masked_mlp",
     "triangular_blocks",
     "connectivity",
     "hidden_degrees",

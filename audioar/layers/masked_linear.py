@@ -14,6 +14,11 @@ __all__ = ["MaskedLinear"]
 class MaskedLinear(nn.Linear):
     """``y = x @ (weight * mask).T + bias`` with the mask kept as a (saved) buffer.
 
+    The raw weight is kept zero wherever the mask is (masked at construction and after
+    ``load_state_dict``; gradients through the mask are zero there, so optimisers leave
+    those entries alone). Fast paths (:func:`~audioar.layers.block_masked_mlp`) use the raw
+    weight and rely on this; after writing to ``weight`` by hand, call :meth:`apply_mask_`.
+
     Args:
         mask: ``(out_features, in_features)`` boolean connectivity; ``False`` entries are
             cut. ``in_features`` and ``out_features`` are read from its shape.
@@ -37,6 +42,14 @@ class MaskedLinear(nn.Linear):
         self.register_buffer("mask", mask.clone())
         self._cache: tuple[tuple, Tensor] | None = None
         self._float_cache: tuple[tuple, Tensor] | None = None
+        self.apply_mask_()
+        self.register_load_state_dict_post_hook(_mask_after_load)
+
+    def apply_mask_(self) -> MaskedLinear:
+        """Zero the weight where the mask is ``False`` (in place); returns ``self``."""
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+        return self
 
     def float_mask(self) -> Tensor:
         """The mask as 0/1 in the weight's dtype (cached), for multiplying without casts."""
@@ -70,3 +83,8 @@ class MaskedLinear(nn.Linear):
             ``(..., out_features)``.
         """
         return F.linear(x, self.masked_weight(), self.bias)
+
+
+def _mask_after_load(module: MaskedLinear, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: restore the zero-where-masked invariant."""
+    module.apply_mask_()
