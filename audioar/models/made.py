@@ -401,24 +401,30 @@ class MADE(nn.Module):
             acts[0][:, :c] = context
         p = self.params_per_feature
         w_out, b_out = weights[-1], biases[-1]
+        in_place = {"tanh": Tensor.tanh_, "relu": Tensor.relu_}.get(self.activation)
+        categorical = self.output == "categorical"
         for k in range(self.features):
             # Hidden units of degree k see inputs of degree <= k: all known now. Within the
             # staircase the masks are all True, so the raw weights are used directly.
             for layer, (start, stop, seen) in enumerate(self._plan[k]):
                 if stop > start:
                     w, b = weights[layer][start:stop, :seen], biases[layer][start:stop]
-                    acts[layer + 1][:, start:stop] = act(
-                        torch.addmm(b, acts[layer][:, :seen], w.t())
-                    )
+                    below, target = acts[layer][:, :seen], acts[layer + 1][:, start:stop]
+                    if in_place is None:
+                        target.copy_(act(torch.addmm(b, below, w.t())))
+                    else:
+                        in_place(torch.addmm(b, below, w.t(), out=target))
             seen = self._seen_last[k]
             w = w_out[k * p : (k + 1) * p, :seen]
             params = torch.addmm(b_out[k * p : (k + 1) * p], acts[-1][:, :seen], w.t())
             value = step(k, params)
-            xs[:, k] = value
-            if self.output == "categorical":
+            if categorical:
+                xs[:, k] = value
                 acts[0][:, c + k * u : c + (k + 1) * u] = F.one_hot(value.long(), u).to(xs.dtype)
             else:
                 acts[0][:, c + k] = value
+        if not categorical:
+            xs.copy_(acts[0][:, c:])
 
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """Draw samples (dropout off, no gradients).

@@ -337,8 +337,8 @@ class MAF(nn.Module):
                 us = made.to_generation_order(h)
 
                 def step(k: int, params: Tensor, us: Tensor = us) -> Tensor:
-                    log_scale = soft_clamp(params[:, 1], self.log_scale_bound)
-                    return params[:, 0] + torch.exp(log_scale) * us[:, k]
+                    scale = soft_clamp(params[:, 1], self.log_scale_bound).exp_()
+                    return torch.addcmul(params[:, 0], scale, us[:, k])
 
                 h = made.autoregress(h.shape[0], step, context, incremental)
         return h
