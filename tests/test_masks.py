@@ -16,6 +16,8 @@ from audioar.layers import (
     input_degrees,
     made_degrees,
     made_masks,
+    tanh_folded_mlp,
+    tanh_folded_views,
     triangular_blocks,
 )
 
@@ -212,3 +214,18 @@ def test_masked_linear_keeps_masked_weights_at_zero():
         layer(torch.randn(8, 5)).square().sum().backward()
         opt.step()
     assert (layer.weight[~mask] == 0).all()
+
+
+@settings(deadline=None, max_examples=10)
+@given(bias=st.booleans(), layers=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_tanh_folded_mlp_matches_reference(bias, layers, seed):
+    torch.manual_seed(seed)
+    sizes = [7, *[12] * (layers - 1), 5]
+    masks = [torch.rand(o, i) < 0.6 for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    weights = [torch.randn(m.shape) * m for m in masks]
+    biases = [torch.randn(m.shape[0]) if bias else None for m in masks]
+    blocks = [triangular_blocks(m, 2) for m in masks]
+    x = torch.randn(9, sizes[0])
+    ref = _reference_mlp(x, weights, biases, [m.float() for m in masks], "tanh", [1.0] * layers)
+    folded = tanh_folded_mlp(x, tanh_folded_views(weights, biases, blocks))
+    torch.testing.assert_close(folded, ref, rtol=1e-5, atol=1e-5)

@@ -1,6 +1,12 @@
 """Shared building blocks: masked linear layers, masked 2-D and dilated causal convolutions."""
 
-from audioar.layers.block_linear import block_linear, block_masked_mlp, triangular_blocks
+from audioar.layers.block_linear import (
+    block_linear,
+    block_masked_mlp,
+    tanh_folded_mlp,
+    tanh_folded_views,
+    triangular_blocks,
+)
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
 from audioar.layers.masked_linear import MaskedLinear
@@ -17,6 +23,8 @@ __all__ += [
     "MaskedLinear",
     "block_linear",
     "block_masked_mlp",
+    "tanh_folded_mlp",
+    "tanh_folded_views",
     "triangular_blocks",
     "connectivity",
     "hidden_degrees",

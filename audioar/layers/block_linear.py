@@ -21,15 +21,20 @@ its place, activations (and dropout) applied in place. The plain reference is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "Block",
+    "BlockViews",
+    "block_views",
     "triangular_blocks",
     "block_linear",
     "block_masked_mlp",
+    "tanh_folded_views",
+    "tanh_folded_mlp",
     "FUSED_ACTIVATIONS",
 ]
 
@@ -91,85 +96,117 @@ def _activation_backward(grad: Tensor, out: Tensor, activation: str) -> Tensor:
     return grad
 
 
-def _block_product(
-    x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Block], scale: float = 1.0
-) -> Tensor:
-    """``scale * (x @ weight.T + bias)`` for a weight zero outside ``blocks``: ``(batch, out)``."""
-    out = x.new_empty(x.shape[0], weight.shape[0])
-    for r0, r1, _, c1 in blocks:
+@dataclass(frozen=True)
+class BlockViews:
+    """Per-block views of one masked layer's tensors, made once and reused call after call.
+
+    They share storage with the parameters, so in-place optimiser updates show through;
+    rebuild them when a parameter is replaced (``.to()``, ``.double()``): see
+    :meth:`audioar.models.MADE.block_views`.
+    """
+
+    blocks: list[Block]
+    out_features: int
+    in_features: int
+    weight: list[Tensor]  # (rows, col_end) per block: the columns the block sees
+    weight_t: list[Tensor]  # the same, transposed (col_end, rows)
+    bias: list[Tensor | None]  # (rows,) per block
+    stair: list[Tensor | None]  # (rows, col_end - col_full) of the 0/1 mask, or None
+
+
+def block_views(
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor | None],
+    masks: Sequence[Tensor],
+    blocks: Sequence[list[Block]],
+) -> list[BlockViews]:
+    """:class:`BlockViews` of every layer (detached views; no copies)."""
+    views = []
+    for weight, bias, mask, layer_blocks in zip(weights, biases, masks, blocks, strict=True):
+        weight, mask = weight.detach(), mask.detach()
+        bias = bias.detach() if bias is not None else None
+        w = [weight[r0:r1, :c1] for r0, r1, _, c1 in layer_blocks]
+        views.append(
+            BlockViews(
+                blocks=list(layer_blocks),
+                out_features=weight.shape[0],
+                in_features=weight.shape[1],
+                weight=w,
+                weight_t=[v.t() for v in w],
+                bias=[bias[r0:r1] if bias is not None else None for r0, r1, _, _ in layer_blocks],
+                stair=[mask[r0:r1, c0:c1] if c1 > c0 else None for r0, r1, c0, c1 in layer_blocks],
+            )
+        )
+    return views
+
+
+def _block_product(x: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor:
+    """``scale * (x @ weight.T + bias)`` for a weight zero outside the blocks: ``(batch, out)``."""
+    out = x.new_empty(x.shape[0], layer.out_features)
+    for (r0, r1, _, c1), w_t, b in zip(layer.blocks, layer.weight_t, layer.bias, strict=True):
         target = out.narrow(1, r0, r1 - r0)
         if c1 == 0:
-            if bias is None:
+            if b is None:
                 target.zero_()
             else:
-                target.copy_(bias[r0:r1].expand_as(target)).mul_(scale)
-            continue
-        w = weight.narrow(0, r0, r1 - r0).narrow(1, 0, c1).t()
-        if bias is None:
-            torch.mm(x.narrow(1, 0, c1), w, out=target)
+                target.copy_(b.expand_as(target)).mul_(scale)
+        elif b is None:
+            torch.mm(x.narrow(1, 0, c1), w_t, out=target)
             if scale != 1.0:
                 target.mul_(scale)
         else:
-            b = bias.narrow(0, r0, r1 - r0)
-            torch.addmm(b, x.narrow(1, 0, c1), w, beta=scale, alpha=scale, out=target)
+            torch.addmm(b, x.narrow(1, 0, c1), w_t, beta=scale, alpha=scale, out=target)
     return out
 
 
-def _weight_grad(grad: Tensor, x: Tensor, mask: Tensor, blocks: list[Block]) -> Tensor:
-    """``grad.T @ x`` masked, computed only inside ``blocks``: ``(out, in)``."""
-    cols = x.shape[1]
-    grad_w = grad.new_empty(grad.shape[1], cols)
-    for r0, r1, c0, c1 in blocks:
-        rows = grad_w.narrow(0, r0, r1 - r0)
+def _weight_grad(grad: Tensor, x: Tensor, layer: BlockViews) -> Tensor:
+    """``grad.T @ x`` masked, computed only inside the blocks: ``(out, in)``."""
+    cols = layer.in_features
+    grad_w = grad.new_empty(layer.out_features, cols)
+    for (r0, r1, c0, c1), stair in zip(layer.blocks, layer.stair, strict=True):
+        rows = grad_w[r0:r1]
         if c1 > 0:
-            torch.mm(grad.narrow(1, r0, r1 - r0).t(), x.narrow(1, 0, c1), out=rows.narrow(1, 0, c1))
-        if c1 > c0:  # the staircase: keep masked entries' gradients at zero
-            rows.narrow(1, c0, c1 - c0).mul_(mask.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0))
+            torch.mm(grad[:, r0:r1].t(), x[:, :c1], out=rows[:, :c1])
+        if stair is not None:  # the staircase: keep masked entries' gradients at zero
+            rows[:, c0:c1].mul_(stair)
         if c1 < cols:
-            rows.narrow(1, c1, cols - c1).zero_()
+            rows[:, c1:].zero_()
     return grad_w
 
 
-def _input_grad(grad: Tensor, weight: Tensor, blocks: list[Block]) -> Tensor:
-    """``grad @ weight`` for a weight that is zero outside ``blocks``: ``(batch, in)``."""
-    cols = weight.shape[1]
-    # The widest block first, written with mm (no zero fill where it reaches).
-    order = sorted(blocks, key=lambda block: -block[3])
-    widest = order[0][3]
+def _input_grad(grad: Tensor, layer: BlockViews) -> Tensor:
+    """``grad @ weight`` for a weight zero outside the blocks: ``(batch, in)``."""
+    cols = layer.in_features
     grad_in = grad.new_empty(grad.shape[0], cols)
+    # The widest block first, written with mm (no zero fill where it reaches).
+    order = sorted(zip(layer.blocks, layer.weight, strict=True), key=lambda item: -item[0][3])
+    widest = order[0][0][3]
     if widest < cols:
-        grad_in.narrow(1, widest, cols - widest).zero_()
+        grad_in[:, widest:].zero_()
     first = True
-    for r0, r1, _, c1 in order:
+    for (r0, r1, _, c1), w in order:
         if c1 == 0:
             continue
-        g = grad.narrow(1, r0, r1 - r0)
-        w = weight.narrow(0, r0, r1 - r0).narrow(1, 0, c1)
         if first:
-            torch.mm(g, w, out=grad_in.narrow(1, 0, c1))
+            torch.mm(grad[:, r0:r1], w, out=grad_in[:, :c1])
             first = False
         else:
-            grad_in.narrow(1, 0, c1).addmm_(g, w)
+            grad_in[:, :c1].addmm_(grad[:, r0:r1], w)
     if first:
         grad_in.zero_()
     return grad_in
 
 
 def _mlp_forward(
-    x: Tensor,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor | None],
-    blocks: Sequence[list[Block]],
-    activation: str,
-    dropout: float,
+    x: Tensor, views: Sequence[BlockViews], activation: str, dropout: float
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor | None]]:
     """Layer inputs, hidden outputs before dropout, and dropout multipliers (or ``None``)."""
     inputs, hidden, drops = [x], [], []
     h = x
-    last = len(weights) - 1
-    for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+    last = len(views) - 1
+    for i, layer in enumerate(views):
         scale = 1.0 if i == last else _PRESCALE.get(activation, 1.0)
-        h = _block_product(h, weight, bias, blocks[i], scale)
+        h = _block_product(h, layer, scale)
         if i == last:
             inputs.append(h)
             break
@@ -187,47 +224,43 @@ def _mlp_forward(
 
 class _BlockMaskedMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, blocks, activation, dropout, masks, *params):  # noqa: ANN001, ANN205
-        weights, biases = params[0::2], params[1::2]
-        inputs, hidden, drops = _mlp_forward(x, weights, biases, blocks, activation, dropout)
+    def forward(ctx, x, views, activation, dropout, *params):  # noqa: ANN001, ANN205
+        inputs, hidden, drops = _mlp_forward(x, views, activation, dropout)
         keeps = [d for d in drops if d is not None]
-        ctx.save_for_backward(*inputs[:-1], *hidden, *keeps, *weights, *masks)
-        ctx.layers = len(weights)
-        ctx.blocks = blocks
+        # The parameters are saved only for autograd's check that nobody changed them in
+        # place before the backward pass; the products read the views.
+        ctx.save_for_backward(*inputs[:-1], *hidden, *keeps, *params)
+        ctx.views = views
         ctx.activation = activation
         ctx.dropped = [d is not None for d in drops]
-        ctx.has_bias = [b is not None for b in biases]
         return inputs[-1]
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
-        n = ctx.layers
+        n = len(ctx.views)
         saved = list(ctx.saved_tensors)
-        inputs, saved = saved[:n], saved[n:]
-        hidden, saved = saved[: n - 1], saved[n - 1 :]
-        keeps = iter(saved[: sum(ctx.dropped)])
-        saved = saved[sum(ctx.dropped) :]
-        weights, masks = saved[:n], saved[n:]
+        inputs, hidden = saved[:n], saved[n : 2 * n - 1]
+        keeps = iter(saved[2 * n - 1 : 2 * n - 1 + sum(ctx.dropped)])
         drops = [next(keeps) if dropped else None for dropped in ctx.dropped]
         grads: list[Tensor | None] = [None] * (2 * n)
         grad = grad.contiguous()
         grad_x = None
         for i in reversed(range(n)):
-            x, weight, blocks = inputs[i], weights[i], ctx.blocks[i]
-            if ctx.has_bias[i] and ctx.needs_input_grad[6 + 2 * i]:
-                grads[2 * i + 1] = grad.sum(0)
+            layer = ctx.views[i]
             if ctx.needs_input_grad[5 + 2 * i]:
-                grads[2 * i] = _weight_grad(grad, x, masks[i], blocks)
+                grads[2 * i + 1] = grad.sum(0)
+            if ctx.needs_input_grad[4 + 2 * i]:
+                grads[2 * i] = _weight_grad(grad, inputs[i], layer)
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
-            grad_in = _input_grad(grad, weight, blocks)
+            grad_in = _input_grad(grad, layer)
             if i == 0:
                 grad_x = grad_in
                 break
             if drops[i - 1] is not None:
                 grad_in.mul_(drops[i - 1])
             grad = _activation_backward(grad_in, hidden[i - 1], ctx.activation)
-        return grad_x, None, None, None, None, *grads
+        return grad_x, None, None, None, *grads
 
 
 def block_masked_mlp(
@@ -238,6 +271,7 @@ def block_masked_mlp(
     blocks: Sequence[list[Block]],
     activation: str = "relu",
     dropout: float = 0.0,
+    views: Sequence[BlockViews] | None = None,
 ) -> Tensor:
     """A masked MLP, ``act(... act(x @ W1.T + b1) ...) @ WL.T + bL``, as one autograd node.
 
@@ -253,19 +287,70 @@ def block_masked_mlp(
         blocks: Per layer, from :func:`triangular_blocks` on its mask.
         activation: One of :data:`FUSED_ACTIVATIONS`, default ``"relu"``.
         dropout: Dropout probability on hidden units, default ``0.0``.
+        views: :func:`block_views` of these tensors, when the caller keeps them from call
+            to call (they cost some 20 small operations per layer to make); default
+            ``None`` makes them.
 
     Returns:
         ``(batch, out_features)``; the numbers and gradients of the dense masked MLP (up to
         rounding), with weight gradients zero where masked.
     """
+    if views is None:
+        views = block_views(weights, biases, masks, blocks)
+    x = x.contiguous()
     params = [p for pair in zip(weights, biases, strict=True) for p in pair]
-    if not torch.is_grad_enabled() or not any(
-        t is not None and t.requires_grad for t in (x, *params)
+    if not torch.is_grad_enabled() or not (
+        x.requires_grad or any(p is not None and p.requires_grad for p in params)
     ):
-        return _mlp_forward(x.contiguous(), weights, biases, blocks, activation, dropout)[0][-1]
-    return _BlockMaskedMLP.apply(
-        x.contiguous(), list(blocks), activation, dropout, list(masks), *params
-    )
+        return _mlp_forward(x, views, activation, dropout)[0][-1]
+    return _BlockMaskedMLP.apply(x, list(views), activation, dropout, *params)
+
+
+def tanh_folded_views(
+    weights: Sequence[Tensor], biases: Sequence[Tensor | None], blocks: Sequence[list[Block]]
+) -> list[BlockViews]:
+    """Weights of a tanh MLP refolded so that its hidden layers need only a sigmoid.
+
+    With ``tanh(z) = 2 sigmoid(2z) - 1`` and ``s = sigmoid(2z)`` kept instead of ``tanh(z)``,
+    the next layer's ``W tanh(z) + b`` is ``2W s + (b - W 1)``: the factor and the shift
+    move into that layer's weights and bias, once, instead of two passes over every hidden
+    activation on every call. The first layer's weights are doubled, the middle ones
+    multiplied by 4 (their output feeds a sigmoid of twice the pre-activation), the last
+    doubled; biases shifted alike. For evaluation (no autograd); copies, not views.
+
+    Args:
+        weights: ``(out_l, in_l)`` weights, zero where masked.
+        biases: ``(out_l,)`` or ``None`` per layer.
+        blocks: Per layer, from :func:`triangular_blocks`.
+
+    Returns:
+        :class:`BlockViews` of the folded tensors, for :func:`tanh_folded_mlp`.
+    """
+    last = len(weights) - 1
+    folded_w, folded_b = [], []
+    with torch.no_grad():
+        for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+            b = bias if bias is not None else weight.new_zeros(weight.shape[0])
+            if i > 0:  # the input is 2 s - 1: shift the bias by -W 1, double the weight
+                b = b - weight.sum(1)
+                weight = 2.0 * weight
+            if i < last:  # the output feeds sigmoid(2 z)
+                weight, b = 2.0 * weight, 2.0 * b
+            folded_w.append(weight.detach().clone())
+            folded_b.append(b.detach().clone())
+    masks = [torch.ones_like(w) for w in folded_w]
+    return block_views(folded_w, folded_b, masks, blocks)
+
+
+def tanh_folded_mlp(x: Tensor, views: Sequence[BlockViews]) -> Tensor:
+    """Evaluate a tanh MLP from :func:`tanh_folded_views` (no autograd): ``(batch, out)``."""
+    h = x.contiguous()
+    last = len(views) - 1
+    for i, layer in enumerate(views):
+        h = _block_product(h, layer)
+        if i < last:
+            h.sigmoid_()
+    return h
 
 
 def block_linear(x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Block]) -> Tensor:
@@ -280,4 +365,6 @@ def block_linear(x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Bl
     Returns:
         ``(batch, out_features)``, equal to ``F.linear(x, weight, bias)`` up to rounding.
     """
-    return _block_product(x.contiguous(), weight, bias, blocks)
+    mask = torch.ones_like(weight)
+    (views,) = block_views([weight], [bias], [mask], [blocks])
+    return _block_product(x.contiguous(), views)

@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError, DataError
-from audioar.layers.block_linear import FUSED_ACTIVATIONS, block_masked_mlp, triangular_blocks
+from audioar.layers.block_linear import (
+    FUSED_ACTIVATIONS,
+    BlockViews,
+    block_masked_mlp,
+    block_views,
+    tanh_folded_mlp,
+    tanh_folded_views,
+    triangular_blocks,
+)
 from audioar.layers.masked_linear import MaskedLinear
 from audioar.layers.masks import input_degrees, made_degrees, made_masks
 
@@ -176,6 +184,8 @@ class MADE(nn.Module):
         masks = made_masks(layer_degrees, out_degrees)
         self.layers = nn.ModuleList(MaskedLinear(mask) for mask in masks)
         self._blocks = [triangular_blocks(mask, num_blocks) for mask in masks]
+        self._views: tuple[tuple, list[BlockViews]] | None = None
+        self._folded: tuple[tuple, list[BlockViews]] | None = None
         self._plan, self._seen_last = _incremental_plan(layer_degrees, features)
 
     @classmethod
@@ -239,15 +249,14 @@ class MADE(nn.Module):
         fast = fast and self.activation in FUSED_ACTIVATIONS
         fast = fast and not torch.is_autocast_enabled(h.device.type)
         p = self.dropout if dropout and self.training else 0.0
+        if fast and self.activation == "tanh" and p == 0 and not torch.is_grad_enabled():
+            return tanh_folded_mlp(h, self._folded_views())
         if fast:
+            weights = [layer.weight for layer in self.layers]
+            biases = [layer.bias for layer in self.layers]
+            views = self.block_views()
             return block_masked_mlp(
-                h,
-                [layer.weight for layer in self.layers],
-                [layer.bias for layer in self.layers],
-                [layer.float_mask() for layer in self.layers],
-                self._blocks,
-                self.activation,
-                p,
+                h, weights, biases, [], self._blocks, self.activation, p, views=views
             )
         act = ACTIVATIONS[self.activation]
         last = len(self.layers) - 1
@@ -258,6 +267,42 @@ class MADE(nn.Module):
                 if p > 0:
                     h = F.dropout(h, p)
         return h
+
+    def block_views(self) -> list[BlockViews]:
+        """Per-block views of the layers' weights, biases and masks for the fast path.
+
+        Made once and kept while the parameters keep their storage (in-place optimiser
+        steps and ``load_state_dict`` show through the views); remade after ``.to()``,
+        ``.double()`` and the like, and when a weight is replaced.
+        """
+        layers = self.layers
+        key = tuple(layer.weight.data_ptr() for layer in layers)
+        if self._views is None or self._views[0] != key:
+            views = block_views(
+                [layer.weight for layer in layers],
+                [layer.bias for layer in layers],
+                [layer.float_mask() for layer in layers],
+                self._blocks,
+            )
+            self._views = (key, views)
+        return self._views[1]
+
+    def _folded_views(self) -> list[BlockViews]:
+        """:func:`tanh_folded_views` of the layers, remade whenever a parameter changes."""
+        params = [t for layer in self.layers for t in (layer.weight, layer.bias) if t is not None]
+        key = tuple((t.data_ptr(), t._version) for t in params)
+        if self._folded is None or self._folded[0] != key:
+            folded = tanh_folded_views(
+                [layer.weight for layer in self.layers],
+                [layer.bias for layer in self.layers],
+                self._blocks,
+            )
+            self._folded = (key, folded)
+        return self._folded[1]
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> MADE:  # noqa: D102
+        self._views = self._folded = None  # .to(), .double(), ...: new storage
+        return super()._apply(fn, recurse)
 
     def _params_sorted(
         self,

@@ -84,6 +84,7 @@ class BatchNormBijector(nn.Module):
         self.beta = nn.Parameter(torch.zeros(features))
         self.register_buffer("running_mean", torch.zeros(features))
         self.register_buffer("running_var", torch.ones(features))
+        self._frozen: tuple[tuple, tuple[Tensor, Tensor, Tensor]] | None = None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Normalise.
@@ -108,6 +109,23 @@ class BatchNormBijector(nn.Module):
         log_scale = self.log_gamma - 0.5 * torch.log(var + self.eps)
         y = torch.addcmul(self.beta, centred, torch.exp(log_scale))
         return y, log_scale.sum().expand(x.shape[0])
+
+    def frozen(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The evaluation-mode map as ``y = x * scale + shift`` plus its log-det (no autograd).
+
+        Returns:
+            ``scale``, ``shift`` ``(features,)`` and the log-det, a scalar tensor; cached
+            until a parameter or a running statistic changes.
+        """
+        tensors = (self.log_gamma, self.beta, self.running_mean, self.running_var)
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        if self._frozen is None or self._frozen[0] != key:
+            with torch.no_grad():
+                log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
+                scale = torch.exp(log_scale)
+                shift = self.beta - self.running_mean * scale
+                self._frozen = (key, (scale, shift, log_scale.sum()))
+        return self._frozen[1]
 
     def inverse(self, y: Tensor) -> Tensor:
         """Undo :meth:`forward` with the running statistics: ``(batch, features)`` -> same."""
@@ -263,28 +281,31 @@ class MAF(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Flow ``t`` with its elementwise part as one autograd node (:mod:`maf_step`)."""
         params = made._params_sorted(h, context)
-        xs = made.to_generation_order(h)
+        order = (made.to_generation_order, made.from_generation_order)
+        bound = self.log_scale_bound
         if not self.norms:
-            us, log_det, _, _ = affine_batch_norm(
-                xs, params, None, None, None, self.log_scale_bound
-            )
-            return made.from_generation_order(us), log_det
+            y, log_det, _, _ = affine_batch_norm(h, params, None, None, None, bound, order=order)
+            return y, log_det
         norm = self.norms[t]
-
-        def sort(v: Tensor) -> Tensor:
-            return made.to_generation_order(v.unsqueeze(0)).squeeze(0)
-
-        if norm.training and h.shape[0] < 2:
+        if not norm.training and not torch.is_grad_enabled():
+            u, log_det, _, _ = affine_batch_norm(h, params, None, None, None, bound, order=order)
+            scale, shift, norm_log_det = norm.frozen()
+            return torch.addcmul(shift, u, scale), log_det.add_(norm_log_det)
+        if not norm.training:
+            stats = (norm.running_mean, norm.running_var)
+            y, log_det, _, _ = affine_batch_norm(
+                h, params, norm.log_gamma, norm.beta, stats, bound, norm.eps, order
+            )
+            return y, log_det
+        if h.shape[0] < 2:
             raise TrainingError("batch norm needs a batch of at least 2 in training mode")
-        stats = None if norm.training else (sort(norm.running_mean), sort(norm.running_var))
-        ys, log_det, mean, var = affine_batch_norm(
-            xs, params, sort(norm.log_gamma), sort(norm.beta), stats, self.log_scale_bound, norm.eps
+        y, log_det, mean, var = affine_batch_norm(
+            h, params, norm.log_gamma, norm.beta, None, bound, norm.eps, order
         )
-        if norm.training:
-            with torch.no_grad():
-                norm.running_mean.lerp_(made.from_generation_order(mean[None])[0], norm.momentum)
-                norm.running_var.lerp_(made.from_generation_order(var[None])[0], norm.momentum)
-        return made.from_generation_order(ys), log_det
+        with torch.no_grad():
+            norm.running_mean.lerp_(mean, norm.momentum)
+            norm.running_var.lerp_(var, norm.momentum)
+        return y, log_det
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to the base space.
