@@ -186,6 +186,7 @@ class MADE(nn.Module):
         self._blocks = [triangular_blocks(mask, num_blocks) for mask in masks]
         self._views: tuple[tuple, list[BlockViews]] | None = None
         self._folded: tuple[tuple, list[BlockViews]] | None = None
+        self._inc: tuple[tuple, tuple] | None = None
         self._plan, self._seen_last = _incremental_plan(layer_degrees, features)
 
     @classmethod
@@ -301,7 +302,7 @@ class MADE(nn.Module):
         return self._folded[1]
 
     def _apply(self, fn: Callable, recurse: bool = True) -> MADE:  # noqa: D102
-        self._views = self._folded = None  # .to(), .double(), ...: new storage
+        self._views = self._folded = self._inc = None  # .to(), .double(): new storage
         return super()._apply(fn, recurse)
 
     def _params_sorted(
@@ -432,42 +433,68 @@ class MADE(nn.Module):
                     xs[:, k] = step(k, params[:, k])
         return self.from_generation_order(xs)
 
+    def _incremental_views(self, n: int, dtype: torch.dtype, device: torch.device) -> tuple:
+        """Buffers and per-feature views for incremental generation, kept between calls.
+
+        Returns ``(acts, steps)``: ``acts[l]`` ``(n, units_l)`` holds layer ``l``'s values
+        (inputs first); ``steps[k] = (hidden, output, column)`` with, per hidden layer,
+        ``(bias, inputs seen, weight.T, target)`` views for the units of degree ``k``, the
+        same (without target) for the parameters of feature ``k``, and the input column(s)
+        its value goes to. Slicing all of this anew for every feature of every call costs
+        as much as the products themselves.
+        """
+        key = (n, dtype, device, tuple(layer.weight.data_ptr() for layer in self.layers))
+        if self._inc is not None and self._inc[0] == key:
+            return self._inc[1]
+        c, u, p = self.context_features, self.units_per_feature, self.params_per_feature
+        weights = [layer.weight.detach() for layer in self.layers]
+        biases = [layer.bias.detach() for layer in self.layers]
+        acts = [torch.zeros(n, c + self.features * u, dtype=dtype, device=device)]
+        acts += [torch.zeros(n, w.shape[0], dtype=dtype, device=device) for w in weights[:-1]]
+        w_out, b_out = weights[-1], biases[-1]
+        steps = []
+        for k in range(self.features):
+            # Hidden units of degree k see inputs of degree <= k: all known now. Within the
+            # staircase the masks are all True, so the raw weights are used directly.
+            hidden = [
+                (
+                    biases[i][start:stop],
+                    acts[i][:, :seen],
+                    weights[i][start:stop, :seen].t(),
+                    acts[i + 1][:, start:stop],
+                )
+                for i, (start, stop, seen) in enumerate(self._plan[k])
+                if stop > start
+            ]
+            seen = self._seen_last[k]
+            rows = slice(k * p, (k + 1) * p)
+            output = (b_out[rows], acts[-1][:, :seen], w_out[rows, :seen].t())
+            steps.append((hidden, output, acts[0][:, c + k * u : c + (k + 1) * u]))
+        self._inc = (key, (acts, steps))
+        return acts, steps
+
     def _autoregress_incremental(
         self, xs: Tensor, step: Callable[[int, Tensor], Tensor], context: Tensor | None
     ) -> None:
         n, c, u = xs.shape[0], self.context_features, self.units_per_feature
         act = ACTIVATIONS[self.activation]
-        weights = [layer.weight for layer in self.layers]
-        biases = [layer.bias for layer in self.layers]
-        # Activations of every layer, filled as their degrees become computable.
-        acts = [xs.new_zeros(n, c + self.features * u)]
-        acts += [xs.new_zeros(n, w.shape[0]) for w in weights[:-1]]
+        acts, steps = self._incremental_views(n, xs.dtype, xs.device)
         if context is not None:
             acts[0][:, :c] = context
-        p = self.params_per_feature
-        w_out, b_out = weights[-1], biases[-1]
         in_place = {"tanh": Tensor.tanh_, "relu": Tensor.relu_}.get(self.activation)
         categorical = self.output == "categorical"
-        for k in range(self.features):
-            # Hidden units of degree k see inputs of degree <= k: all known now. Within the
-            # staircase the masks are all True, so the raw weights are used directly.
-            for layer, (start, stop, seen) in enumerate(self._plan[k]):
-                if stop > start:
-                    w, b = weights[layer][start:stop, :seen], biases[layer][start:stop]
-                    below, target = acts[layer][:, :seen], acts[layer + 1][:, start:stop]
-                    if in_place is None:
-                        target.copy_(act(torch.addmm(b, below, w.t())))
-                    else:
-                        in_place(torch.addmm(b, below, w.t(), out=target))
-            seen = self._seen_last[k]
-            w = w_out[k * p : (k + 1) * p, :seen]
-            params = torch.addmm(b_out[k * p : (k + 1) * p], acts[-1][:, :seen], w.t())
-            value = step(k, params)
+        for k, (hidden, (b, below, w_t), column) in enumerate(steps):
+            for b_h, below_h, w_h, target in hidden:
+                if in_place is None:
+                    target.copy_(act(torch.addmm(b_h, below_h, w_h)))
+                else:
+                    in_place(torch.addmm(b_h, below_h, w_h, out=target))
+            value = step(k, torch.addmm(b, below, w_t))
             if categorical:
                 xs[:, k] = value
-                acts[0][:, c + k * u : c + (k + 1) * u] = F.one_hot(value.long(), u).to(xs.dtype)
+                column.copy_(F.one_hot(value.long(), u))
             else:
-                acts[0][:, c + k] = value
+                column.copy_(value.unsqueeze(1))
         if not categorical:
             xs.copy_(acts[0][:, c:])
 
