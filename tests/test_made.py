@@ -167,6 +167,34 @@ def test_fast_paths_match_reference(output, context):
     assert quick.dtype == (torch.long if output == "categorical" else torch.float32)
 
 
+def test_cached_fast_path_views_follow_the_parameters():
+    """The views kept between calls see in-place updates and are remade after .double()."""
+    torch.manual_seed(0)
+    made = MADE(6, (16, 16), "gaussian", "random", activation="tanh", num_blocks=3)
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        made(x)  # builds the cached views (evaluation and sampling)
+        made.sample(3)
+        for layer in made.layers:
+            layer.weight.mul_(1.5).mul_(layer.mask)
+            layer.bias.add_(0.25)
+        for n in (3, 7):  # and a batch size the cache has not seen
+            torch.manual_seed(1)
+            quick = made.sample(n)
+            torch.manual_seed(1)
+            slow = made.autoregress(n, lambda k, p: made._draw(p), incremental=False)
+            torch.testing.assert_close(quick, slow, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            made._params_sorted(x, fast=True), made._params_sorted(x, fast=False)
+        )
+    made.double()
+    xd = x.double()
+    with torch.no_grad():
+        fast = made._params_sorted(xd, fast=True)
+    assert fast.dtype == torch.float64
+    torch.testing.assert_close(fast, made._params_sorted(xd, fast=False))
+
+
 def test_log_prob_features_sum_to_log_prob():
     made = MADE(5, (16,), "mog", "reverse", components=2)
     x = torch.randn(3, 5)
