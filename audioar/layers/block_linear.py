@@ -330,14 +330,14 @@ def tanh_folded_views(
     folded_w, folded_b = [], []
     with torch.no_grad():
         for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
-            b = bias if bias is not None else weight.new_zeros(weight.shape[0])
+            b = bias.detach().clone() if bias is not None else weight.new_zeros(weight.shape[0])
             if i > 0:  # the input is 2 s - 1: shift the bias by -W 1, double the weight
-                b = b - weight.sum(1)
-                weight = 2.0 * weight
+                b -= weight.sum(1)
             if i < last:  # the output feeds sigmoid(2 z)
-                weight, b = 2.0 * weight, 2.0 * b
-            folded_w.append(weight.detach().clone())
-            folded_b.append(b.detach().clone())
+                b *= 2.0
+            factor = (2.0 if i > 0 else 1.0) * (2.0 if i < last else 1.0)
+            folded_w.append(torch.mul(weight.detach(), factor))
+            folded_b.append(b)
     masks = [torch.ones_like(w) for w in folded_w]
     return block_views(folded_w, folded_b, masks, blocks)
 
