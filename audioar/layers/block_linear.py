@@ -283,7 +283,8 @@ def block_masked_mlp(
         weights: ``(out_l, in_l)`` raw weights, **zero wherever** ``masks`` is (the invariant
             :class:`~audioar.layers.MaskedLinear` keeps).
         biases: ``(out_l,)`` or ``None`` per layer.
-        masks: ``(out_l, in_l)`` 0/1 masks in the weights' dtype (only read in backward).
+        masks: ``(out_l, in_l)`` 0/1 masks in the weights' dtype (the backward pass masks
+            weight gradients with them); only read to make ``views`` when it is ``None``.
         blocks: Per layer, from :func:`triangular_blocks` on its mask.
         activation: One of :data:`FUSED_ACTIVATIONS`, default ``"relu"``.
         dropout: Dropout probability on hidden units, default ``0.0``.
