@@ -39,6 +39,7 @@ from audioar.evaluate import evaluate_scores
 from audioar.features import Featurizer, extract, featurizer_from_config
 from audioar.models.build import SEQUENCE_MODELS, build_sequence_model
 from audioar.models.sequence import SequenceDensity
+from audioar.models.wavenet_augment import AugmentedSequences
 from audioar.pipeline import MAX_COMPARE_CLIPS, FitSummary, TrainedModel, compare_labels
 from audioar.scoring import Calibration, batch_to_device, calibrate, log_likelihoods
 from audioar.train import EpochStats, fit
@@ -86,8 +87,9 @@ def check_conditional_config(cfg: RunConfig) -> None:
 
     Raises:
         ConfigError: Features that are not a sequence (``segments``, ``fft``, flattened
-            ``stft``), or an output that does not match them (``categorical`` needs
-            ``mulaw`` codes; ``gaussian`` / ``logistic_mixture`` need ``stft`` frames).
+            ``stft``), an output that does not match them (``categorical`` needs
+            ``mulaw`` codes; ``gaussian`` / ``logistic_mixture`` need ``stft`` frames), or
+            frame augmentation (``train.augment_*``) of codes.
     """
     name, output = cfg.features.name, cfg.model.wavenet_output
     if name not in _OUTPUTS_FOR:
@@ -98,6 +100,12 @@ def check_conditional_config(cfg: RunConfig) -> None:
     if name == "stft" and cfg.features.flatten:
         raise ConfigError(
             "model wavenet needs stft frames, not flattened ones: features.flatten=false"
+        )
+    augmented = cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0
+    if augmented and name != "stft":
+        raise ConfigError(
+            "train.augment_warp / train.augment_stretch warp log-mel frames: they need "
+            f"features.name=stft, got {name!r}"
         )
     if output not in _OUTPUTS_FOR[name]:
         wanted = " or ".join(_OUTPUTS_FOR[name])
@@ -112,11 +120,11 @@ def sequence_defaults(features: str | None) -> list[str]:
     """Overrides that size a WaveNet for ``features`` (used when no recipe is given).
 
     ``stft``: a small model for short frame sequences (FSDD clips are ~28 frames at hop
-    128): 32 log-mel bands, a Gaussian output, 32 residual / 32 skip channels, dilations
-    ``1..8`` twice (receptive field 31 frames), 30 epochs of batches of 64 at lr 2e-3,
-    weight decay 1e-4, patience 10 (as ``recipes/zero_wavenet_frames.toml``). ``mulaw``:
-    the categorical output with the audio-sized defaults of :class:`ModelConfig`. Anything
-    else: no overrides.
+    128): 32 log-mel bands normalised per clip (``cmvn=mean``), a Gaussian output, 32
+    residual / 32 skip channels, dilations ``1..8`` twice (receptive field 31 frames), 30
+    epochs of batches of 64 at lr 2e-3, weight decay 1e-4, patience 10 (as
+    ``recipes/zero_wavenet_frames.toml``). ``mulaw``: the categorical output with the
+    audio-sized defaults of :class:`ModelConfig`. Anything else: no overrides.
 
     Returns:
         Dotted ``section.field=value`` overrides.
@@ -124,6 +132,7 @@ def sequence_defaults(features: str | None) -> list[str]:
     if features == "stft":
         return [
             "features.n_mels=32",
+            "features.cmvn=mean",
             "model.wavenet_output=gaussian",
             "model.residual_channels=32",
             "model.skip_channels=32",
@@ -369,8 +378,10 @@ def train_conditional(
 
     Early stopping uses the conditional log-likelihood of every class's validation clips;
     the calibration uses the chosen score (``model.score``) of the target's validation
-    clips. After every epoch ``ll_<label>`` (mean ``log p(x | target)`` of each compared
-    class's non-test clips, at most ``MAX_COMPARE_CLIPS``) is added to the history.
+    clips. Training clips are warped afresh every epoch when ``train.augment_warp`` or
+    ``train.augment_stretch`` is set (see :mod:`audioar.models.wavenet_augment`). After
+    every epoch ``ll_<label>`` (mean ``log p(x | target)`` of each compared class's non-test
+    clips, at most ``MAX_COMPARE_CLIPS``) is added to the history.
     Arguments as :func:`audioar.pipeline.train_model`.
 
     Raises:
@@ -405,7 +416,14 @@ def train_conditional(
         mean, std = _frame_statistics(train_seqs)
         model.mean.copy_(mean)
         model.std.copy_(std.clamp_min(1e-3))
-    train_set = SequenceDataset(train_seqs, [index[c.label] for c in train_kept])
+    train_set: Dataset = SequenceDataset(train_seqs, [index[c.label] for c in train_kept])
+    if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
+        train_set = AugmentedSequences(
+            train_set,
+            warp=cfg.train.augment_warp,
+            stretch=cfg.train.augment_stretch,
+            cmvn=cfg.features.cmvn,
+        )
     # Scored in order: sorted by length, consecutive batches need little padding.
     by_length = sorted(range(len(val_seqs)), key=lambda i: len(val_seqs[i]))
     val_set = SequenceDataset(

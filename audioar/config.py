@@ -43,6 +43,7 @@ FORMAT_VERSION = 1  # version of the run-directory layout and of the stored conf
 CHOICES: dict[str, tuple[str, ...]] = {
     "features.name": ("segments", "fft", "stft", "mulaw"),
     "features.mode": ("welch", "blog"),
+    "features.cmvn": ("none", "mean", "meanvar"),
     "model.name": ("maf", "made", "wavenet"),
     "model.activation": ("tanh", "relu", "elu", "gelu", "silu"),
     "model.permutation": ("reverse", "random", "none"),
@@ -117,10 +118,14 @@ class FeatureConfig:
     mode: str = "welch"  # fft only: welch (averaged periodogram) | blog (the write-up's FFT)
     flatten: bool = False  # stft only: one (time * bins,) vector per clip (needs seconds)
     bits: int = 8  # mulaw only: 2**bits quantization levels
+    # stft only: per-clip normalisation of each bin over the clip's frames (speaker/channel
+    # level effects cancel): none | mean (subtract the clip mean) | meanvar (and divide by std)
+    cmvn: str = "none"
 
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
         _choice("features", "mode", self.mode)
+        _choice("features", "cmvn", self.cmvn)
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments"):
             _positive("features", name, getattr(self, name), allow_none=True)
         _positive("features", "seconds", self.seconds, allow_none=True)
@@ -134,7 +139,7 @@ class FeatureConfig:
             For ``segments``: ``sample_rate, n_fft, hop_length, n_mels, segments, normalize,
             seconds``; for ``fft``: ``sample_rate, n_fft, seconds, mode, hop_length``; for
             ``stft``: ``sample_rate, n_fft, hop_length, n_mels, log=True, seconds,
-            flatten``; for ``mulaw``: ``sample_rate, bits, seconds``.
+            flatten`` (+ ``cmvn`` unless ``"none"``); for ``mulaw``: ``sample_rate, bits, seconds``.
             ``{"name": name, **kwargs}`` is what ``audioar.features.featurizer_from_config``
             takes.
         """
@@ -157,6 +162,8 @@ class FeatureConfig:
         kwargs = {key: getattr(self, key) for key in keys}
         if self.name == "stft":
             kwargs["log"] = True
+            if self.cmvn != "none":  # left out when off: the kwargs of older runs are unchanged
+                kwargs["cmvn"] = self.cmvn
         return kwargs
 
     def featurizer_config(self) -> dict[str, Any]:
@@ -266,11 +273,19 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast, only ever on cuda
     max_minutes: float | None = None  # wall-clock cap; stops after the current epoch
     log_every: int = 1  # log an epoch line every this many epochs
+    # wavenet over stft frames only: random warps of every training clip, drawn afresh each
+    # epoch (audioar.models.wavenet_augment); 0 turns one off
+    augment_warp: float = 0.0  # largest relative mel-axis (VTLP) warp, e.g. 0.1 -> x0.9..1.1
+    augment_stretch: float = 0.0  # largest relative tempo change of the frame sequence
 
     def __post_init__(self) -> None:
         _choice("train", "device", self.device)
         for name in ("epochs", "batch_size", "lr", "patience", "log_every"):
             _positive("train", name, getattr(self, name))
+        for name in ("augment_warp", "augment_stretch"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name}: must be in [0, 1), got {value}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"train.weight_decay: must be >= 0, got {self.weight_decay}")
         _positive("train", "grad_clip", self.grad_clip, allow_none=True)

@@ -231,6 +231,7 @@ def test_cli_fit_picks_frame_defaults(tones, tmp_path):
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["model"]["wavenet_output"] == "gaussian"  # from the frame defaults
+    assert cfg["features"]["cmvn"] == "mean"  # per-clip normalised frames by default
     assert cfg["model"]["residual_channels"] == 8  # --set wins over the defaults
     history = pd.read_csv(out / "history.csv")
     assert {"ll_one", "ll_two"} <= set(history.columns)

@@ -1,4 +1,10 @@
-"""Short-time spectra: log-magnitude (or log-mel) frames ``(batch, time, bins)``."""
+"""Short-time spectra: log-magnitude (or log-mel) frames ``(batch, time, bins)``.
+
+Optionally normalised per clip (``cmvn``): each bin's mean over the clip's frames is
+subtracted (cepstral-mean-normalisation style), and with ``"meanvar"`` each bin is also
+divided by its standard deviation over the clip. A fixed gain or a fixed channel/speaker
+colouring is a per-bin offset of log frames, so it cancels.
+"""
 
 from dataclasses import dataclass
 
@@ -16,7 +22,12 @@ from audioar.features.base import (
     safe_log,
 )
 
-__all__ = ["STFTConfig", "STFT"]
+__all__ = ["CMVN_MODES", "STFTConfig", "STFT", "clip_normalize"]
+
+#: Values of ``STFTConfig.cmvn``: none, per-bin mean, per-bin mean and standard deviation.
+CMVN_MODES = ("none", "mean", "meanvar")
+#: Floor under a bin's per-clip standard deviation (``cmvn="meanvar"``), in log units.
+MIN_CLIP_STD = 1e-3
 
 
 @dataclass
@@ -32,6 +43,7 @@ class STFTConfig:
     log: bool = True  # log(x + 1e-6) of the (mel) magnitudes
     seconds: float | None = None  # pad/trim every clip to this length; None keeps its length
     flatten: bool = False  # (time * bins,) per clip; needs seconds
+    cmvn: str = "none"  # per-clip normalisation of each bin: none | mean | meanvar
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate)
@@ -56,6 +68,46 @@ class STFTConfig:
         self.seconds = check_seconds(self.seconds)
         if self.flatten and self.seconds is None:
             raise ConfigError("flatten=True needs seconds (a fixed number of frames)")
+        if self.cmvn not in CMVN_MODES:
+            raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {self.cmvn!r}")
+
+
+def clip_normalize(frames: Tensor, mode: str, num_frames: Tensor | None = None) -> Tensor:
+    """Normalise each clip's frames per bin with the statistics of its own valid frames.
+
+    Args:
+        frames: ``(batch, time, bins)`` frames (e.g. log-mel).
+        mode: ``"none"`` (returned as is), ``"mean"`` (subtract each bin's mean over the
+            clip) or ``"meanvar"`` (also divide by each bin's standard deviation over the
+            clip, population formula, floored at ``MIN_CLIP_STD``).
+        num_frames: ``(batch,)`` valid frames per clip; frames at or beyond it are padding:
+            they do not enter the statistics and come out as 0. Default None: all valid.
+
+    Returns:
+        ``(batch, time, bins)``, same dtype.
+
+    Example:
+        >>> x = torch.randn(2, 5, 3)
+        >>> clip_normalize(x + 7.0, "mean").allclose(clip_normalize(x, "mean"), atol=1e-5)
+        True
+    """
+    if mode == "none":
+        return frames
+    if mode not in CMVN_MODES:
+        raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {mode!r}")
+    batch, time = frames.shape[:2]
+    if num_frames is None:
+        valid = frames.new_ones(batch, time, 1)
+    else:
+        steps = torch.arange(time, device=frames.device)
+        valid = (steps < num_frames.to(frames.device)[:, None]).to(frames.dtype).unsqueeze(-1)
+    count = valid.sum(dim=1, keepdim=True).clamp_min(1.0)  # (batch, 1, 1)
+    mean = (frames * valid).sum(dim=1, keepdim=True) / count
+    out = (frames - mean) * valid
+    if mode == "meanvar":
+        std = (out.square().sum(dim=1, keepdim=True) / count).sqrt().clamp_min(MIN_CLIP_STD)
+        out = out / std
+    return out
 
 
 class STFT(Featurizer):
@@ -79,9 +131,13 @@ class STFT(Featurizer):
             original experiment); needs ``seconds``. Default False.
         win_length: Hann window length, at most ``n_fft``. Default None: ``n_fft``.
         power: Exponent of the magnitude: 1.0 (default) magnitude, 2.0 power.
+        cmvn: Per-clip normalisation of each bin over the clip's frames (after the log):
+            ``"none"`` (default), ``"mean"`` (subtract the clip's mean per bin) or
+            ``"meanvar"`` (also divide by the clip's standard deviation per bin); see
+            :func:`clip_normalize`. With ``seconds``, the padding is part of the clip.
 
     Shapes:
-        waveform ``(time,)`` or ``(batch, time)`` -> ``(frames, bins)`` or
+        waveform ``(time,)`` or ``(batch, time)``, lengths ``(batch,)`` -> ``(frames, bins)`` or
         ``(batch, frames, bins)``; flattened: ``(frames * bins,)`` or
         ``(batch, frames * bins)``. ``bins`` is ``n_mels`` or ``n_fft // 2 + 1``.
 
@@ -93,6 +149,7 @@ class STFT(Featurizer):
 
     name = "stft"
     config_class = STFTConfig
+    uses_lengths = True
 
     def __init__(
         self,
@@ -105,6 +162,7 @@ class STFT(Featurizer):
         flatten: bool = False,
         win_length: int | None = None,
         power: float = 1.0,
+        cmvn: str = "none",
     ) -> None:
         config = STFTConfig(
             sample_rate=sample_rate,
@@ -116,6 +174,7 @@ class STFT(Featurizer):
             log=log,
             seconds=seconds,
             flatten=flatten,
+            cmvn=cmvn,
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
@@ -136,11 +195,16 @@ class STFT(Featurizer):
             num_samples = self.num_samples
         return 1 + num_samples // self.config.hop_length
 
-    def forward(self, waveform: Tensor) -> Tensor:
+    def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute the frames.
 
         Args:
-            waveform: ``(time,)`` or ``(batch, time)`` float samples.
+            waveform: ``(time,)`` or ``(batch, time)`` float samples, each clip starting at
+                sample 0 and zero-padded at the end.
+            lengths: Optional ``(batch,)`` (or scalar for an unbatched clip) real lengths in
+                samples. Only ``cmvn`` uses them: the statistics come from the clip's own
+                ``1 + length // hop_length`` frames, and the frames beyond are 0. Ignored
+                with ``seconds`` (the window is the clip). Default None: all of it is real.
 
         Returns:
             ``(frames, bins)`` / ``(batch, frames, bins)``, or flattened (see class doc).
@@ -173,6 +237,12 @@ class STFT(Featurizer):
         if c.log:
             spec = safe_log(spec)
         frames = spec.transpose(1, 2)  # (batch, frames, bins)
+        if c.cmvn != "none":
+            counts = None
+            if lengths is not None and self.num_samples is None:
+                real = torch.as_tensor(lengths, device=x.device).reshape(-1)
+                counts = 1 + real.clamp(max=x.shape[-1]) // c.hop_length
+            frames = clip_normalize(frames, c.cmvn, counts)
         if c.flatten:
             frames = frames.reshape(frames.shape[0], -1)
         else:
