@@ -283,12 +283,12 @@ class MAF(nn.Module):
         params = made._params_sorted(h, context)
         order = (made.to_generation_order, made.from_generation_order)
         bound = self.log_scale_bound
-        if not self.norms:
-            y, log_det, _, _ = affine_batch_norm(h, params, None, None, None, bound, order=order)
-            return y, log_det
-        norm = self.norms[t]
-        if not norm.training and not torch.is_grad_enabled():
+        norm = self.norms[t] if self.norms else None
+        if norm is None or not (norm.training or torch.is_grad_enabled()):
+            # No batch norm, or one frozen into a cached affine map (evaluation, no autograd).
             u, log_det, _, _ = affine_batch_norm(h, params, None, None, None, bound, order=order)
+            if norm is None:
+                return u, log_det
             scale, shift, norm_log_det = norm.frozen()
             return torch.addcmul(shift, u, scale), log_det.add_(norm_log_det)
         if not norm.training:
