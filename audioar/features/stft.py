@@ -22,7 +22,7 @@ from audioar.features.base import (
     safe_log,
 )
 
-__all__ = ["CMVN_MODES", "STFTConfig", "STFT", "clip_normalize"]
+__all__ = ["CMVN_MODES", "STFTConfig", "STFT", "check_cmvn", "clip_normalize"]
 
 #: Values of ``STFTConfig.cmvn``: none, per-bin mean, per-bin mean and standard deviation.
 CMVN_MODES = ("none", "mean", "meanvar")
@@ -68,8 +68,14 @@ class STFTConfig:
         self.seconds = check_seconds(self.seconds)
         if self.flatten and self.seconds is None:
             raise ConfigError("flatten=True needs seconds (a fixed number of frames)")
-        if self.cmvn not in CMVN_MODES:
-            raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {self.cmvn!r}")
+        check_cmvn(self.cmvn)
+
+
+def check_cmvn(mode: str) -> str:
+    """``mode`` if it is one of :data:`CMVN_MODES`, else :class:`ConfigError`."""
+    if mode not in CMVN_MODES:
+        raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {mode!r}")
+    return mode
 
 
 def clip_normalize(frames: Tensor, mode: str, num_frames: Tensor | None = None) -> Tensor:
@@ -93,8 +99,7 @@ def clip_normalize(frames: Tensor, mode: str, num_frames: Tensor | None = None) 
     """
     if mode == "none":
         return frames
-    if mode not in CMVN_MODES:
-        raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {mode!r}")
+    check_cmvn(mode)
     batch, time = frames.shape[:2]
     if num_frames is None:
         valid = frames.new_ones(batch, time, 1)

@@ -117,13 +117,17 @@ class BlockViews:
 def block_views(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None],
-    masks: Sequence[Tensor],
+    masks: Sequence[Tensor] | None,
     blocks: Sequence[list[Block]],
 ) -> list[BlockViews]:
-    """:class:`BlockViews` of every layer (detached views; no copies)."""
+    """:class:`BlockViews` of every layer (detached views; no copies).
+
+    ``masks=None`` leaves out the staircase views (forward products only).
+    """
     views = []
+    masks = masks if masks is not None else [None] * len(weights)
     for weight, bias, mask, layer_blocks in zip(weights, biases, masks, blocks, strict=True):
-        weight, mask = weight.detach(), mask.detach()
+        weight = weight.detach()
         bias = bias.detach() if bias is not None else None
         w = [weight[r0:r1, :c1] for r0, r1, _, c1 in layer_blocks]
         views.append(
@@ -134,7 +138,10 @@ def block_views(
                 weight=w,
                 weight_t=[v.t() for v in w],
                 bias=[bias[r0:r1] if bias is not None else None for r0, r1, _, _ in layer_blocks],
-                stair=[mask[r0:r1, c0:c1] if c1 > c0 else None for r0, r1, c0, c1 in layer_blocks],
+                stair=[
+                    mask.detach()[r0:r1, c0:c1] if mask is not None and c1 > c0 else None
+                    for r0, r1, c0, c1 in layer_blocks
+                ],
             )
         )
     return views
@@ -339,8 +346,7 @@ def tanh_folded_views(
             factor = (2.0 if i > 0 else 1.0) * (2.0 if i < last else 1.0)
             folded_w.append(torch.mul(weight.detach(), factor))
             folded_b.append(b)
-    masks = [torch.ones_like(w) for w in folded_w]
-    return block_views(folded_w, folded_b, masks, blocks)
+    return block_views(folded_w, folded_b, None, blocks)
 
 
 def tanh_folded_mlp(x: Tensor, views: Sequence[BlockViews]) -> Tensor:
@@ -366,6 +372,5 @@ def block_linear(x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Bl
     Returns:
         ``(batch, out_features)``, equal to ``F.linear(x, weight, bias)`` up to rounding.
     """
-    mask = torch.ones_like(weight)
-    (views,) = block_views([weight], [bias], [mask], [blocks])
+    (views,) = block_views([weight], [bias], None, [blocks])
     return _block_product(x.contiguous(), views)

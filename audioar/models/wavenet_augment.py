@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from audioar.errors import ConfigError
-from audioar.features.stft import CMVN_MODES, clip_normalize
+from audioar.features.stft import check_cmvn, clip_normalize
 
 __all__ = ["warp_bins", "stretch_time", "AugmentedSequences"]
 
@@ -126,8 +126,7 @@ class AugmentedSequences(Dataset):
         for name, value in (("warp", warp), ("stretch", stretch)):
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"augmentation {name} must be in [0, 1), got {value!r}")
-        if cmvn not in CMVN_MODES:
-            raise ConfigError(f"cmvn must be one of {', '.join(CMVN_MODES)}, got {cmvn!r}")
+        check_cmvn(cmvn)
         self.base = base
         self.warp = float(warp)
         self.stretch = float(stretch)
