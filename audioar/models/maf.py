@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from audioar.errors import ConfigError, TrainingError
 from audioar.models.made import MADE, soft_clamp
+from audioar.layers.block_linear import FUSED_ACTIVATIONS
+from audioar.models.maf_stack import maf_stack
 from audioar.models.maf_step import affine_batch_norm
 
 __all__ = ["MAF", "MAFConfig", "BatchNormBijector", "MixtureBase", "PERMUTATIONS", "BASES"]
@@ -307,12 +309,28 @@ class MAF(nn.Module):
             norm.running_var.lerp_(var, norm.momentum)
         return y, log_det
 
+    def _stack_applies(self) -> bool:
+        """Whether :meth:`forward` runs all flows as one node (:mod:`maf_stack`).
+
+        It does where autograd is on (training steps, input gradients), for the fused
+        activations, without dropout in use, and with every batch norm in the same mode.
+        """
+        made = self.mades[0]
+        return (
+            torch.is_grad_enabled()
+            and made.activation in FUSED_ACTIVATIONS
+            and (made.dropout == 0 or not made.training)
+            and len({norm.training for norm in self.norms}) <= 1
+        )
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to the base space.
 
-        With :attr:`block_sparse` on (default) each flow runs its MADE on the
-        block-triangular path and its elementwise part (affine transform, batch norm) as
-        one autograd node; off, both take the plain reference path. Same numbers.
+        With :attr:`block_sparse` on (default), under autograd all flows run as one node
+        (:mod:`audioar.models.maf_stack`); without autograd (and with dropout in use) each
+        flow runs its MADE on the block-triangular path and its elementwise part (affine
+        transform, batch norm) as one node. Off, everything takes the plain reference
+        path. Same numbers.
 
         Args:
             x: ``(batch, features)``.
@@ -322,6 +340,13 @@ class MAF(nn.Module):
             ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|.
         """
         fused = self.block_sparse and not torch.is_autocast_enabled(x.device.type)
+        if fused and self._stack_applies():
+            if self.norms and self.norms[0].training and x.shape[0] < 2:
+                raise TrainingError("batch norm needs a batch of at least 2 in training mode")
+            made = self.mades[0]
+            context = made._context(context, x.shape[0])
+            x = x.to(made.layers[0].weight.dtype)
+            return maf_stack(x, context, self.mades, self.norms, self.log_scale_bound)
         h = x
         log_det = x.new_zeros(x.shape[0])
         for t, made in enumerate(self.mades):
