@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError, TrainingError
-from audioar.models.made import MADE, soft_clamp
 from audioar.layers.block_linear import FUSED_ACTIVATIONS
+from audioar.models.made import MADE, soft_clamp
 from audioar.models.maf_stack import maf_stack
 from audioar.models.maf_step import affine_batch_norm
 
