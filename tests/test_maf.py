@@ -100,10 +100,18 @@ def test_one_dimensional_density_integrates_to_one(base):
 
 
 @pytest.mark.parametrize(
-    ("context", "permutation", "batch_norm"),
-    [(0, "random", True), (3, "random", True), (0, "reverse", True), (2, "reverse", False)],
+    ("context", "permutation", "batch_norm", "degrees"),
+    [
+        (0, "random", True, "equal"),
+        (3, "random", True, "equal"),
+        (0, "reverse", True, "equal"),
+        (2, "reverse", False, "equal"),
+        (2, "reverse", True, "random"),
+    ],
 )
-def test_fast_paths_match_reference(context, permutation, batch_norm):
+def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
+    """The fast path (all flows as one node; with equal hidden degrees every MADE has the same
+    masks and the weight gradients of all flows are computed together) against the reference."""
     torch.manual_seed(0)
     maf = MAF(
         11,
@@ -112,8 +120,10 @@ def test_fast_paths_match_reference(context, permutation, batch_norm):
         context_features=context,
         permutation=permutation,
         batch_norm=batch_norm,
+        hidden_degrees=degrees,
         num_blocks=3,
     )
+    assert maf._shared_masks() == (degrees == "equal")
     x = torch.randn(32, 11)
     c = torch.randn(32, context) if context else None
     outs = {}
@@ -129,8 +139,9 @@ def test_fast_paths_match_reference(context, permutation, batch_norm):
         buffers = [b.clone() for b in maf.buffers()]  # running statistics after one batch
         maf.eval()
         xe = x.clone().requires_grad_()
-        lp_eval = maf.log_prob(xe, c)
-        (grad_x,) = torch.autograd.grad(lp_eval.sum(), xe)
+        ce = c.clone().requires_grad_() if context else None
+        lp_eval = maf.log_prob(xe, ce)
+        grad_x = torch.autograd.grad(lp_eval.sum(), [xe, ce] if context else [xe])
         with torch.no_grad():  # the no-autograd evaluation path gives the same numbers
             torch.testing.assert_close(maf.log_prob(x, c), lp_eval.detach())
         outs[fast] = (lp.detach(), grads, lp_eval.detach(), buffers, grad_x)
@@ -138,7 +149,8 @@ def test_fast_paths_match_reference(context, permutation, batch_norm):
     torch.testing.assert_close(fast[0], ref[0], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(fast[2], ref[2], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(fast[3], ref[3], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fast[4], ref[4], rtol=1e-4, atol=1e-5)
+    for a, b in zip(fast[4], ref[4], strict=True):  # gradients of the data and the context
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     masks = {id(layer.weight): layer.mask for made in maf.mades for layer in made.layers}
     for p, a, b in zip(maf.parameters(), fast[1], ref[1], strict=True):
         mask = masks.get(id(p))

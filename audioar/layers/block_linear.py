@@ -35,9 +35,11 @@ __all__ = [
     "block_masked_mlp",
     "tanh_folded_views",
     "tanh_folded_mlp",
+    "tanh_folded_mlp_t",
     "FUSED_ACTIVATIONS",
     "mlp_forward_t",
-    "mlp_backward_t",
+    "mlp_input_grads_t",
+    "weight_grad_t",
 ]
 
 # Activations the fused path applies in place (and differentiates from its output).
@@ -96,6 +98,16 @@ def _activation_backward(grad: Tensor, out: Tensor, activation: str) -> Tensor:
     if activation == "relu":
         return torch.ops.aten.threshold_backward(grad, out, 0)
     return grad
+
+
+def _activation_backward_into(into: Tensor, grad: Tensor, out: Tensor, activation: str) -> None:
+    """:func:`_activation_backward`, written into ``into``."""
+    if activation == "tanh":
+        torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=into)
+    elif activation == "relu":
+        torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=into)
+    else:
+        into.copy_(grad)
 
 
 @dataclass(frozen=True)
@@ -328,9 +340,12 @@ def block_masked_mlp(
 # layout. :mod:`audioar.models.maf_stack` keeps a whole MAF in this layout.
 
 
-def _block_product_t(h: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor:
+def _block_product_t(
+    h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
+) -> Tensor:
     """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
-    out = h.new_empty(layer.out_features, h.shape[1])
+    if out is None:
+        out = h.new_empty(layer.out_features, h.shape[1])
     for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias_col, strict=True):
         target = out[r0:r1]
         if c1 == 0:
@@ -345,21 +360,6 @@ def _block_product_t(h: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor
         else:
             torch.addmm(b, w, h[:c1], beta=scale, alpha=scale, out=target)
     return out
-
-
-def _weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews) -> Tensor:
-    """``grad @ h.T`` masked, computed only inside the blocks: ``(out, in)``."""
-    cols = layer.in_features
-    grad_w = grad.new_empty(layer.out_features, cols)
-    for (r0, r1, c0, c1), stair in zip(layer.blocks, layer.stair, strict=True):
-        rows = grad_w[r0:r1]
-        if c1 > 0:
-            torch.mm(grad[r0:r1], h[:c1].t(), out=rows[:, :c1])
-        if stair is not None:
-            rows[:, c0:c1].mul_(stair)
-        if c1 < cols:
-            rows[:, c1:].zero_()
-    return grad_w
 
 
 def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
@@ -384,13 +384,20 @@ def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
     return grad_in
 
 
-def mlp_forward_t(h: Tensor, views: Sequence[BlockViews], activation: str) -> list[Tensor]:
+def mlp_forward_t(
+    h: Tensor,
+    views: Sequence[BlockViews],
+    activation: str,
+    outs: Sequence[Tensor] | None = None,
+) -> list[Tensor]:
     """A masked MLP in the ``(features, batch)`` layout, keeping what its backward needs.
 
     Args:
         h: ``(in_features, batch)`` contiguous input.
         views: :func:`block_views` of the layers (weights zero where masked).
         activation: One of :data:`FUSED_ACTIVATIONS`, for the hidden layers.
+        outs: Optional contiguous ``(units, batch)`` tensors to write the hidden layers'
+            outputs into (one per hidden layer).
 
     Returns:
         ``[h, hidden_1, ..., hidden_{L-1}, output]``: the input, every hidden layer's
@@ -400,45 +407,78 @@ def mlp_forward_t(h: Tensor, views: Sequence[BlockViews], activation: str) -> li
     last = len(views) - 1
     for i, layer in enumerate(views):
         scale = 1.0 if i == last else _PRESCALE.get(activation, 1.0)
-        h = _block_product_t(h, layer, scale)
+        out = outs[i] if outs is not None and i < last else None
+        h = _block_product_t(h, layer, scale, out)
         if i < last:
             _activate_prescaled_(h, activation)
         values.append(h)
     return values
 
 
-def mlp_backward_t(
-    grad: Tensor,
+def mlp_input_grads_t(
+    grads: Sequence[Tensor],
     values: Sequence[Tensor],
     views: Sequence[BlockViews],
     activation: str,
     input_grad: bool,
-) -> tuple[Tensor | None, list[Tensor], list[Tensor]]:
-    """Backward pass of :func:`mlp_forward_t`.
+) -> Tensor | None:
+    """Backward of :func:`mlp_forward_t` through the layers' inputs (no weight gradients).
 
     Args:
-        grad: ``(out, batch)`` gradient of the output.
+        grads: Per layer, a contiguous ``(out_l, batch)`` tensor for the gradient of that
+            layer's (pre-activation) output; the last one holds the gradient of the MLP's
+            output, the others are filled here.
         values: What :func:`mlp_forward_t` returned (its last entry is not read).
         views: The same views.
         activation: The same activation.
         input_grad: Whether to compute the gradient of the input.
 
     Returns:
-        ``(grad_input (in, batch) or None, weight grads (out_l, in_l), bias grads (out_l,))``;
-        weight gradients are zero where masked.
+        The gradient of the input ``(in, batch)``, or ``None``. With ``grads`` and
+        ``values``, :func:`weight_grad_t` gives the weight gradients.
     """
-    n = len(views)
-    grad_w: list[Tensor] = []
-    grad_b: list[Tensor] = []
-    grad = grad.contiguous()
-    for i in reversed(range(1, n)):
-        grad_b.append(grad.sum(1))
-        grad_w.append(_weight_grad_t(grad, values[i], views[i]))
-        grad = _activation_backward(_input_grad_t(grad, views[i]), values[i], activation)
-    grad_b.append(grad.sum(1))
-    grad_w.append(_weight_grad_t(grad, values[0], views[0]))
-    grad_in = _input_grad_t(grad, views[0]) if input_grad else None
-    return grad_in, grad_w[::-1], grad_b[::-1]
+    for i in reversed(range(1, len(views))):
+        grad_in = _input_grad_t(grads[i], views[i])
+        _activation_backward_into(grads[i - 1], grad_in, values[i], activation)
+    return _input_grad_t(grads[0], views[0]) if input_grad else None
+
+
+def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews) -> Tensor:
+    """One layer's weight gradient, ``grad @ h.T`` masked, from the ``(features, batch)`` layout.
+
+    Args:
+        grad: ``(out, batch)`` gradient of the layer's output, or ``(flows, out, batch)``
+            for a stack of layers that share ``layer``'s blocks and masks.
+        h: ``(in, batch)`` (or ``(flows, in, batch)``) the layer's input.
+        layer: :func:`block_views` of the layer (of any one of the stack).
+
+    Returns:
+        ``(out, in)`` (or ``(flows, out, in)``), zero where masked. A stack runs one batched
+        product per block: on a CPU those keep every core on its own product and run some
+        10-30 % faster than a product per layer.
+    """
+    cols = layer.in_features
+    grad_w = grad.new_empty(*grad.shape[:-2], layer.out_features, cols)
+    product = torch.bmm if grad.dim() == 3 else torch.mm
+    for (r0, r1, c0, c1), stair in zip(layer.blocks, layer.stair, strict=True):
+        rows = grad_w[..., r0:r1, :]
+        if c1 > 0:
+            product(grad[..., r0:r1, :], h[..., :c1, :].transpose(-1, -2), out=rows[..., :c1])
+        if stair is not None:
+            rows[..., c0:c1].mul_(stair)
+        if c1 < cols:
+            rows[..., c1:].zero_()
+    return grad_w
+
+
+def tanh_folded_mlp_t(h: Tensor, views: Sequence[BlockViews]) -> Tensor:
+    """:func:`tanh_folded_mlp` in the ``(features, batch)`` layout: ``(out, batch)``."""
+    last = len(views) - 1
+    for i, layer in enumerate(views):
+        h = _block_product_t(h, layer)
+        if i < last:
+            h.sigmoid_()
+    return h
 
 
 def tanh_folded_views(

@@ -28,7 +28,6 @@ from audioar.errors import ConfigError, TrainingError
 from audioar.layers.block_linear import FUSED_ACTIVATIONS
 from audioar.models.made import MADE, soft_clamp
 from audioar.models.maf_stack import maf_stack
-from audioar.models.maf_step import affine_batch_norm
 
 __all__ = ["MAF", "MAFConfig", "BatchNormBijector", "MixtureBase", "PERMUTATIONS", "BASES"]
 
@@ -254,6 +253,8 @@ class MAF(nn.Module):
             for _ in range(num_flows if batch_norm else 0)
         )
         self.base = MixtureBase(features, components, seed) if base == "mog" else None
+        self._masks_key: tuple | None = None
+        self._masks_shared = False
 
     @classmethod
     def from_config(cls, cfg: MAFConfig) -> MAF:
@@ -278,46 +279,31 @@ class MAF(nn.Module):
         u = (made.to_generation_order(h) - params[..., 0]) * torch.exp(-log_scale)
         return made.from_generation_order(u), -log_scale.sum(-1)
 
-    def _flow_fused(
-        self, t: int, made: MADE, h: Tensor, context: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """Flow ``t`` with its elementwise part as one autograd node (:mod:`maf_step`)."""
-        params = made._params_sorted(h, context)
-        order = (made.to_generation_order, made.from_generation_order)
-        bound = self.log_scale_bound
-        norm = self.norms[t] if self.norms else None
-        if norm is None or not (norm.training or torch.is_grad_enabled()):
-            # No batch norm, or one frozen into a cached affine map (evaluation, no autograd).
-            u, log_det, _, _ = affine_batch_norm(h, params, None, None, None, bound, order=order)
-            if norm is None:
-                return u, log_det
-            scale, shift, norm_log_det = norm.frozen()
-            return torch.addcmul(shift, u, scale), log_det.add_(norm_log_det)
-        if not norm.training:
-            stats = (norm.running_mean, norm.running_var)
-            y, log_det, _, _ = affine_batch_norm(
-                h, params, norm.log_gamma, norm.beta, stats, bound, norm.eps, order
+    def _shared_masks(self) -> bool:
+        """Whether every MADE has the same masks (true for the default equal hidden degrees)."""
+        masks = [layer.mask for made in self.mades for layer in made.layers]
+        key = tuple((mask.data_ptr(), mask._version) for mask in masks)
+        if self._masks_key != key:
+            first = self.mades[0].layers
+            self._masks_shared = all(
+                made._blocks == self.mades[0]._blocks
+                and all(
+                    torch.equal(a.mask, b.mask) for a, b in zip(made.layers, first, strict=True)
+                )
+                for made in self.mades[1:]
             )
-            return y, log_det
-        if h.shape[0] < 2:
-            raise TrainingError("batch norm needs a batch of at least 2 in training mode")
-        y, log_det, mean, var = affine_batch_norm(
-            h, params, norm.log_gamma, norm.beta, None, bound, norm.eps, order
-        )
-        with torch.no_grad():
-            norm.running_mean.lerp_(mean, norm.momentum)
-            norm.running_var.lerp_(var, norm.momentum)
-        return y, log_det
+            self._masks_key = key
+        return self._masks_shared
 
     def _stack_applies(self) -> bool:
-        """Whether :meth:`forward` runs all flows as one node (:mod:`maf_stack`).
+        """Whether :meth:`forward` can take the fast path (:mod:`maf_stack`).
 
-        It does where autograd is on (training steps, input gradients), for the fused
-        activations, without dropout in use, and with every batch norm in the same mode.
+        It can for the fused activations (tanh, relu, identity), without dropout in use,
+        with every batch norm in the same mode, and outside autocast.
         """
         made = self.mades[0]
         return (
-            torch.is_grad_enabled()
+            self.block_sparse
             and made.activation in FUSED_ACTIVATIONS
             and (made.dropout == 0 or not made.training)
             and len({norm.training for norm in self.norms}) <= 1
@@ -326,11 +312,9 @@ class MAF(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to the base space.
 
-        With :attr:`block_sparse` on (default), under autograd all flows run as one node
-        (:mod:`audioar.models.maf_stack`); without autograd (and with dropout in use) each
-        flow runs its MADE on the block-triangular path and its elementwise part (affine
-        transform, batch norm) as one node. Off, everything takes the plain reference
-        path. Same numbers.
+        With :attr:`block_sparse` on (default), all flows run as one autograd node on the
+        block-triangular products (:mod:`audioar.models.maf_stack`); off (and with
+        dropout in use), flow by flow on the plain reference path. Same numbers.
 
         Args:
             x: ``(batch, features)``.
@@ -339,21 +323,18 @@ class MAF(nn.Module):
         Returns:
             ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|.
         """
-        fused = self.block_sparse and not torch.is_autocast_enabled(x.device.type)
-        if fused and self._stack_applies():
+        if self._stack_applies() and not torch.is_autocast_enabled(x.device.type):
             if self.norms and self.norms[0].training and x.shape[0] < 2:
                 raise TrainingError("batch norm needs a batch of at least 2 in training mode")
             made = self.mades[0]
             context = made._context(context, x.shape[0])
             x = x.to(made.layers[0].weight.dtype)
-            return maf_stack(x, context, self.mades, self.norms, self.log_scale_bound)
+            return maf_stack(
+                x, context, self.mades, self.norms, self.log_scale_bound, self._shared_masks()
+            )
         h = x
         log_det = x.new_zeros(x.shape[0])
         for t, made in enumerate(self.mades):
-            if fused:
-                h, ld = self._flow_fused(t, made, h, context)
-                log_det = log_det + ld
-                continue
             h, ld = self._affine(made, h, context)
             log_det = log_det + ld
             if self.norms:

@@ -34,7 +34,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from audioar.layers.block_linear import mlp_backward_t, mlp_forward_t
+from audioar.layers.block_linear import (
+    mlp_forward_t,
+    mlp_input_grads_t,
+    tanh_folded_mlp_t,
+    weight_grad_t,
+)
 from audioar.models.made import MADE
 
 __all__ = ["maf_stack"]
@@ -77,21 +82,42 @@ class _Stack:
     bound: float
     activation: str
     batch_stats: bool  # batch norm in training mode
+    shared_masks: bool  # every MADE has the same blocks and masks (batched weight gradients)
 
 
 def _flow_forward(
-    stack: _Stack, t: int, xs: Tensor, context: Tensor | None, log_det: Tensor
+    stack: _Stack,
+    t: int,
+    xs: Tensor,
+    context: Tensor | None,
+    log_det: Tensor,
+    inputs: Sequence[Tensor] | None,
 ) -> tuple[Tensor, Tensor, tuple]:
     """Flow ``t`` on ``xs`` ``(features, batch)``: ``y``, its batch-norm log-det, saved tensors.
 
-    Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place.
+    Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place. ``inputs``
+    (for autograd) are ``(units, batch)`` tensors to keep each MADE layer's input in;
+    ``None`` (no autograd) saves nothing and runs batch norm in evaluation as one cached
+    affine map.
     """
     made = stack.mades[t]
     n = xs.shape[1]
-    views = made.block_views()
-    inp = torch.cat([context, xs]) if context is not None else xs
-    values = mlp_forward_t(inp, views, stack.activation)
-    out = values.pop().view(made.features, 2, n)
+    c = made.context_features
+    values: list[Tensor] = []
+    if inputs is not None:
+        inp = inputs[0]
+        if context is not None:
+            inp[:c].copy_(context)
+        xs = inp[c:].copy_(xs)
+        values = mlp_forward_t(inp, made.block_views(), stack.activation, inputs[1:])
+        out = values.pop()
+    else:
+        inp = torch.cat([context, xs]) if context is not None else xs
+        if stack.activation == "tanh":  # sigmoid-only evaluation on refolded weights
+            out = tanh_folded_mlp_t(inp, made._folded_views())
+        else:
+            out = mlp_forward_t(inp, made.block_views(), stack.activation)[-1]
+    out = out.view(made.features, 2, n)
     bound = stack.bound
     sig = torch.sigmoid(out[:, 1] * (2.0 / bound))
     log_scale = torch.mul(sig, 2.0 * bound).sub_(bound)
@@ -101,6 +127,10 @@ def _flow_forward(
     if not stack.norms:
         return us, xs.new_zeros(()), (values, sig, inv_scale, us)
     norm = stack.norms[t]
+    if inputs is None and not stack.batch_stats:
+        scale, shift, norm_log_det = norm.frozen()
+        y = torch.addcmul(_sort(made, shift).unsqueeze(1), us, _sort(made, scale).unsqueeze(1))
+        return y, norm_log_det, ()
     log_gamma = _sort(made, norm.log_gamma.detach()).unsqueeze(1)
     beta = _sort(made, norm.beta.detach()).unsqueeze(1)
     if stack.batch_stats:
@@ -119,6 +149,34 @@ def _flow_forward(
     return y, norm_log_det, (values, sig, inv_scale, us, centred, inv_std, scale)
 
 
+def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
+    """Per MADE layer, ``(flows, units, n)`` for every flow's layer inputs (or output grads)."""
+    views = stack.mades[0].block_views()
+    sizes = [v.in_features if inputs else v.out_features for v in views]
+    return [like.new_empty(len(stack.mades), size, n) for size in sizes]
+
+
+def _stack_forward(
+    x: Tensor, context: Tensor | None, stack: _Stack, save: bool
+) -> tuple[Tensor, Tensor, list[tuple], list[Tensor]]:
+    """``z`` ``(batch, features)``, ``log_det`` ``(batch,)``, each flow's saved tensors, and
+    the ``(flows, units, batch)`` inputs of every MADE layer (when ``save``)."""
+    mades = stack.mades
+    log_det = x.new_zeros(x.shape[0])
+    norm_log_det = x.new_zeros(())
+    context_t = context.t().contiguous() if context is not None else None
+    h = _sort(mades[0], x.t()).contiguous()
+    layer_inputs = _layer_buffers(stack, x.shape[0], x, inputs=True) if save else []
+    saved = []
+    for t, made in enumerate(mades):
+        inputs = [buffer[t] for buffer in layer_inputs] if save else None
+        y, nld, flow_saved = _flow_forward(stack, t, h, context_t, log_det, inputs)
+        norm_log_det += nld
+        saved.append(flow_saved)
+        h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
+    return h.t().contiguous(), log_det.add_(norm_log_det), saved, layer_inputs
+
+
 def _flow_backward(
     stack: _Stack,
     t: int,
@@ -126,8 +184,9 @@ def _flow_backward(
     grad_log_det: Tensor,
     saved: tuple,
     input_grad: bool,
-) -> tuple[Tensor, Tensor | None, list[Tensor | None]]:
-    """Backward of flow ``t``: gradient of its input ``xs`` (and of the context) and its params.
+    grads: Sequence[Tensor],
+) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+    """Backward of flow ``t`` up to its MADE's layer outputs (weight gradients come later).
 
     Args:
         grad_y: ``(features, batch)`` gradient of the flow's output, its generation order.
@@ -135,15 +194,16 @@ def _flow_backward(
         saved: The tensors :func:`_flow_forward` saved.
         input_grad: Whether the MADE's input gradient is needed (false only for the first
             flow when neither the data nor the context needs a gradient).
+        grads: Per MADE layer, ``(units, batch)``, filled with the gradient of its output.
 
     Returns:
         ``grad_xs`` ``(features, batch)``, ``grad_context`` ``(context, batch)`` or ``None``,
-        and the parameter gradients in :func:`_flow_params` order.
+        and the batch-norm parameter gradients (``log_gamma``, ``beta``; none without).
     """
     made = stack.mades[t]
     n = grad_y.shape[1]
     values, sig, inv_scale, us = saved[:4]
-    norm_grads: list[Tensor | None] = []
+    norm_grads: list[Tensor] = []
     if stack.norms:
         centred, inv_std, scale = saved[4:]
         total = grad_log_det.sum()  # the norm's log-det is added to every row
@@ -158,22 +218,40 @@ def _flow_backward(
     else:
         grad_u = grad_y
     grad_xs = grad_u * inv_scale
-    grad_out = grad_u.new_empty(made.features, 2, n)
+    grad_out = grads[-1].view(made.features, 2, n)
     torch.neg(grad_xs, out=grad_out[:, 0])
     # log_scale: us = (xs - mean) exp(-log_scale) gives -grad_u us, the log-det -1 per row;
     # d log_scale / d raw = 4 sig (1 - sig).
     grad_log_scale = torch.addcmul(grad_log_det.unsqueeze(0), grad_u, us)
     torch.mul(grad_log_scale, torch.mul(sig, sig).sub_(sig), out=grad_out[:, 1]).mul_(4.0)
-    grad_in, grad_w, grad_b = mlp_backward_t(
-        grad_out.view(-1, n), values, made.block_views(), stack.activation, input_grad
-    )
+    grad_in = mlp_input_grads_t(grads, values, made.block_views(), stack.activation, input_grad)
     grad_context = None
     if grad_in is not None:
         c = made.context_features
         grad_context = grad_in[:c] if c else None
         grad_xs.add_(grad_in[c:])
-    params = [g for pair in zip(grad_w, grad_b, strict=True) for g in pair]
-    return grad_xs, grad_context, params + norm_grads
+    return grad_xs, grad_context, norm_grads
+
+
+def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> list[list[Tensor]]:
+    """Every flow's MADE weight and bias gradients, ``[[w_1, b_1, ..., w_L, b_L], ...]``."""
+    mades = stack.mades
+    biases = [g.sum(2) for g in grads]
+    if stack.shared_masks:  # one batched product per block for all flows
+        layers = mades[0].block_views()
+        weights = [weight_grad_t(g, h, v) for g, h, v in zip(grads, inputs, layers, strict=True)]
+        return [
+            [p[t] for pair in zip(weights, biases, strict=True) for p in pair]
+            for t in range(len(mades))
+        ]
+    return [
+        [
+            p
+            for i, layer in enumerate(made.block_views())
+            for p in (weight_grad_t(grads[i][t], inputs[i][t], layer), biases[i][t])
+        ]
+        for t, made in enumerate(mades)
+    ]
 
 
 def _flow_params(made: MADE, norm: nn.Module | None) -> list[Tensor]:
@@ -184,21 +262,12 @@ def _flow_params(made: MADE, norm: nn.Module | None) -> list[Tensor]:
 class _MAFStack(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, context, stack, *params):  # noqa: ANN001, ANN205
-        mades = stack.mades
-        log_det = x.new_zeros(x.shape[0])
-        norm_log_det = x.new_zeros(())
-        context_t = context.t().contiguous() if context is not None else None
-        h = _sort(mades[0], x.t()).contiguous()
-        saved = []
-        for t, made in enumerate(mades):
-            y, nld, flow_saved = _flow_forward(stack, t, h, context_t, log_det)
-            norm_log_det += nld
-            saved.append(flow_saved)
-            h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
+        z, log_det, saved, layer_inputs = _stack_forward(x, context, stack, save=True)
         ctx.save_for_backward(*params)  # only for autograd's in-place modification check
         ctx.stack = stack
         ctx.flows = saved
-        return h.t(), log_det.add_(norm_log_det)
+        ctx.layer_inputs = layer_inputs
+        return z, log_det
 
     @staticmethod
     def backward(ctx, grad_z, grad_log_det):  # noqa: ANN001, ANN205
@@ -209,19 +278,31 @@ class _MAFStack(torch.autograd.Function):
         grad_y = _sort(mades[-1], grad_z.t()).contiguous()
         input_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_context = None
-        per_flow = []
+        grads = _layer_buffers(stack, grad_z.shape[0], grad_z, inputs=False)
+        norm_grads = []
         for t in reversed(range(len(mades))):
-            grad_xs, grad_c, grads = _flow_backward(
-                stack, t, grad_y, grad_log_det, saved[t], t > 0 or input_grad
+            grad_xs, grad_c, flow_norm_grads = _flow_backward(
+                stack,
+                t,
+                grad_y,
+                grad_log_det,
+                saved[t],
+                t > 0 or input_grad,
+                [g[t] for g in grads],
             )
-            per_flow.append(grads)
+            norm_grads.append(flow_norm_grads)
             if grad_c is not None and ctx.needs_input_grad[1]:
                 grad_context = grad_c if grad_context is None else grad_context + grad_c
             if t > 0:
                 grad_y = _reorder(mades[t], mades[t - 1], grad_xs)
         grad_x = _unsort(mades[0], grad_xs).t() if ctx.needs_input_grad[0] else None
         grad_context = grad_context.t() if grad_context is not None else None
-        params = [g for grads in reversed(per_flow) for g in grads]
+        made_grads = _weight_grads(stack, grads, ctx.layer_inputs)
+        params = [
+            g
+            for flow_grads, flow_norm in zip(made_grads, reversed(norm_grads), strict=True)
+            for g in flow_grads + flow_norm
+        ]
         return grad_x, grad_context, None, *params
 
 
@@ -231,6 +312,7 @@ def maf_stack(
     mades: Sequence[MADE],
     norms: Sequence[nn.Module],
     bound: float,
+    shared_masks: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Every flow of a MAF (affine MADE transforms, batch norm, reordering) as one node.
 
@@ -242,6 +324,8 @@ def maf_stack(
         norms: A :class:`~audioar.models.maf.BatchNormBijector` per flow (all in training
             mode, or all in evaluation mode), or empty for none.
         bound: Soft bound of the MADE log-scales.
+        shared_masks: Whether every MADE has the same masks (then the weight gradients of
+            all flows are computed together, one batched product per block).
 
     Returns:
         ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|, as
@@ -254,8 +338,14 @@ def maf_stack(
         bound=bound,
         activation=mades[0].activation,
         batch_stats=bool(norms) and norms[0].training,
+        shared_masks=shared_masks,
     )
     params = [p for t, made in enumerate(mades) for p in _flow_params(made, _at(norms, t))]
+    tensors = [x, context, *params]
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
+        with torch.no_grad():
+            z, log_det, _, _ = _stack_forward(x, context, stack, save=False)
+        return z, log_det
     return _MAFStack.apply(x, context, stack, *params)
 
 
