@@ -443,7 +443,7 @@ def mlp_input_grads_t(
     return _input_grad_t(grads[0], views[0]) if input_grad else None
 
 
-def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews) -> Tensor:
+def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews, out: Tensor | None = None) -> Tensor:
     """One layer's weight gradient, ``grad @ h.T`` masked, from the ``(features, batch)`` layout.
 
     Args:
@@ -451,6 +451,7 @@ def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews) -> Tensor:
             for a stack of layers that share ``layer``'s blocks and masks.
         h: ``(in, batch)`` (or ``(flows, in, batch)``) the layer's input.
         layer: :func:`block_views` of the layer (of any one of the stack).
+        out: Optional contiguous tensor of the result's shape to write into.
 
     Returns:
         ``(out, in)`` (or ``(flows, out, in)``), zero where masked. A stack runs one batched
@@ -458,7 +459,7 @@ def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews) -> Tensor:
         10-30 % faster than a product per layer.
     """
     cols = layer.in_features
-    grad_w = grad.new_empty(*grad.shape[:-2], layer.out_features, cols)
+    grad_w = out if out is not None else grad.new_empty(*grad.shape[:-2], layer.out_features, cols)
     product = torch.bmm if grad.dim() == 3 else torch.mm
     for (r0, r1, c0, c1), stair in zip(layer.blocks, layer.stair, strict=True):
         rows = grad_w[..., r0:r1, :]

@@ -234,23 +234,30 @@ def _flow_backward(
 
 
 def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> list[list[Tensor]]:
-    """Every flow's MADE weight and bias gradients, ``[[w_1, b_1, ..., w_L, b_L], ...]``."""
+    """Every flow's MADE weight and bias gradients, ``[[w_1, b_1, ..., w_L, b_L], ...]``.
+
+    All of them live in one tensor: a few large blocks freed together at every step would
+    make the C allocator hand their pages back to the system and fault them in again on the
+    next step (thousands of page faults per step, some 5 % of it).
+    """
     mades = stack.mades
-    biases = [g.sum(2) for g in grads]
-    if stack.shared_masks:  # one batched product per block for all flows
-        layers = mades[0].block_views()
-        weights = [weight_grad_t(g, h, v) for g, h, v in zip(grads, inputs, layers, strict=True)]
-        return [
-            [p[t] for pair in zip(weights, biases, strict=True) for p in pair]
-            for t in range(len(mades))
-        ]
+    layers = mades[0].block_views()
+    flows = len(mades)
+    shapes = [(v.out_features, v.in_features) for v in layers]
+    sizes = [flows * o * i for o, i in shapes] + [flows * o for o, _ in shapes]
+    flat = grads[0].new_empty(sum(sizes)).split(sizes)
+    weights = [f.view(flows, o, i) for f, (o, i) in zip(flat, shapes, strict=False)]
+    biases = [f.view(flows, o) for f, (o, _) in zip(flat[len(shapes) :], shapes, strict=True)]
+    for g, b in zip(grads, biases, strict=True):
+        torch.sum(g, 2, out=b)
+    for i, (g, h, w) in enumerate(zip(grads, inputs, weights, strict=True)):
+        if stack.shared_masks:  # one batched product per block for all flows
+            weight_grad_t(g, h, layers[i], out=w)
+        else:
+            for t, made in enumerate(mades):
+                weight_grad_t(g[t], h[t], made.block_views()[i], out=w[t])
     return [
-        [
-            p
-            for i, layer in enumerate(made.block_views())
-            for p in (weight_grad_t(grads[i][t], inputs[i][t], layer), biases[i][t])
-        ]
-        for t, made in enumerate(mades)
+        [p[t] for pair in zip(weights, biases, strict=True) for p in pair] for t in range(flows)
     ]
 
 
