@@ -11,14 +11,19 @@ from audioar.layers import (
     MaskedLinear,
     block_linear,
     block_masked_mlp,
+    block_views,
     connectivity,
     hidden_degrees,
     input_degrees,
     made_degrees,
     made_masks,
+    mlp_forward_t,
+    mlp_input_grads_t,
     tanh_folded_mlp,
+    tanh_folded_mlp_t,
     tanh_folded_views,
     triangular_blocks,
+    weight_grad_t,
 )
 
 ORDER = st.one_of(st.sampled_from(["natural", "reverse", "random"]), st.just("explicit"))
@@ -229,3 +234,60 @@ def test_tanh_folded_mlp_matches_reference(bias, layers, seed):
     ref = _reference_mlp(x, weights, biases, [m.float() for m in masks], "tanh", [1.0] * layers)
     folded = tanh_folded_mlp(x, tanh_folded_views(weights, biases, blocks))
     torch.testing.assert_close(folded, ref, rtol=1e-5, atol=1e-5)
+
+
+@settings(deadline=None, max_examples=15)
+@given(
+    activation=st.sampled_from(["tanh", "relu", "identity"]),
+    bias=st.booleans(),
+    num_blocks=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_mlp_matches_dense(activation, bias, num_blocks, seed):
+    """The ``(features, batch)`` layout used by the MAF stack: outputs, input gradients and
+    weight gradients (one layer at a time, and batched over a stack of three MLPs that share
+    their masks) against autograd on the dense masked MLP."""
+    torch.manual_seed(seed)
+    sizes, batch, flows = [9, 13, 11, 6], 7, 3
+    masks = [torch.rand(o, i) < 0.6 for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    floats = [m.float() for m in masks]
+    blocks = [triangular_blocks(m, num_blocks) for m in masks]
+    stack = [
+        (
+            [(torch.randn(m.shape) * m).requires_grad_() for m in masks],
+            [torch.randn(m.shape[0]).requires_grad_() if bias else None for m in masks],
+        )
+        for _ in range(flows)
+    ]
+    xs = torch.randn(flows, batch, sizes[0], requires_grad=True)
+    g = torch.randn(flows, batch, sizes[-1])
+    inputs = [torch.empty(flows, n, batch) for n in sizes[:-1]]
+    grads = [torch.empty(flows, n, batch) for n in sizes[1:]]
+    for t, (weights, biases) in enumerate(stack):
+        views = block_views(weights, biases, floats, blocks)
+        inputs[0][t] = xs[t].detach().t()
+        values = mlp_forward_t(inputs[0][t], views, activation, [h[t] for h in inputs[1:]])
+        ref = _reference_mlp(xs[t], weights, biases, floats, activation, [1.0] * 2)
+        torch.testing.assert_close(values[-1].t(), ref, rtol=1e-5, atol=1e-5)
+        grads[-1][t] = g[t].t()
+        grad_in = mlp_input_grads_t([h[t] for h in grads], values, views, activation, True)
+        leaves = [xs, *weights, *[b for b in biases if b is not None]]
+        expected = torch.autograd.grad((ref * g[t]).sum(), leaves)
+        torch.testing.assert_close(grad_in.t(), expected[0][t], rtol=1e-5, atol=1e-5)
+        for i, view in enumerate(views):  # one MLP's weight gradients, layer by layer
+            grad_w = weight_grad_t(grads[i][t], inputs[i][t], view)
+            torch.testing.assert_close(grad_w, expected[1 + i], rtol=1e-5, atol=1e-5)
+            assert (grad_w[~masks[i]] == 0).all()
+        if bias:
+            for i, b_grad in enumerate(expected[1 + len(masks) :]):
+                torch.testing.assert_close(grads[i][t].sum(1), b_grad, rtol=1e-5, atol=1e-5)
+        if activation == "tanh":
+            folded = tanh_folded_mlp_t(inputs[0][t], tanh_folded_views(weights, biases, blocks))
+            torch.testing.assert_close(folded.t(), ref.detach(), rtol=1e-5, atol=1e-5)
+    views = block_views(stack[0][0], stack[0][1], floats, blocks)
+    for i, view in enumerate(views):  # all three at once, one batched product per block
+        batched = weight_grad_t(grads[i], inputs[i], view)
+        for t in range(flows):
+            torch.testing.assert_close(
+                batched[t], weight_grad_t(grads[i][t], inputs[i][t], view), rtol=1e-5, atol=1e-6
+            )

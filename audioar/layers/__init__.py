@@ -3,9 +3,14 @@
 from audioar.layers.block_linear import (
     block_linear,
     block_masked_mlp,
+    block_views,
+    mlp_forward_t,
+    mlp_input_grads_t,
     tanh_folded_mlp,
+    tanh_folded_mlp_t,
     tanh_folded_views,
     triangular_blocks,
+    weight_grad_t,
 )
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
@@ -23,9 +28,14 @@ __all__ += [
     "MaskedLinear",
     "block_linear",
     "block_masked_mlp",
+    "block_views",
+    "mlp_forward_t",
+    "mlp_input_grads_t",
     "tanh_folded_mlp",
+    "tanh_folded_mlp_t",
     "tanh_folded_views",
     "triangular_blocks",
+    "weight_grad_t",
     "connectivity",
     "hidden_degrees",
     "input_degrees",
