@@ -165,61 +165,70 @@ def block_views(
     return views
 
 
-def _block_product(x: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor:
-    """``scale * (x @ weight.T + bias)`` for a weight zero outside the blocks: ``(batch, out)``."""
-    out = x.new_empty(x.shape[0], layer.out_features)
-    for (r0, r1, _, c1), w_t, b in zip(layer.blocks, layer.weight_t, layer.bias, strict=True):
-        target = out.narrow(1, r0, r1 - r0)
+# The block products. They are written for the transposed, ``(features, batch)``, layout:
+# there a block's input is a run of whole rows and its output a run of whole rows, so every
+# operand is contiguous or a plain transpose of a contiguous tensor, which the GEMM kernels
+# take some 5-10 % faster than column slices. :mod:`audioar.models.maf_stack` keeps a whole
+# MAF in this layout; the ``(batch, features)`` paths below pass transposed views.
+
+
+def _block_product_t(
+    h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
+) -> Tensor:
+    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
+    if out is None:
+        out = h.new_empty(layer.out_features, h.shape[1])
+    for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias_col, strict=True):
+        target = out[r0:r1]
         if c1 == 0:
             if b is None:
                 target.zero_()
             else:
                 target.copy_(b.expand_as(target)).mul_(scale)
         elif b is None:
-            torch.mm(x.narrow(1, 0, c1), w_t, out=target)
+            torch.mm(w, h[:c1], out=target)
             if scale != 1.0:
                 target.mul_(scale)
         else:
-            torch.addmm(b, x.narrow(1, 0, c1), w_t, beta=scale, alpha=scale, out=target)
+            torch.addmm(b, w, h[:c1], beta=scale, alpha=scale, out=target)
     return out
 
 
-def _weight_grad(grad: Tensor, x: Tensor, layer: BlockViews) -> Tensor:
-    """``grad.T @ x`` masked, computed only inside the blocks: ``(out, in)``."""
-    cols = layer.in_features
-    grad_w = grad.new_empty(layer.out_features, cols)
-    for (r0, r1, c0, c1), stair in zip(layer.blocks, layer.stair, strict=True):
-        rows = grad_w[r0:r1]
-        if c1 > 0:
-            torch.mm(grad[:, r0:r1].t(), x[:, :c1], out=rows[:, :c1])
-        if stair is not None:  # the staircase: keep masked entries' gradients at zero
-            rows[:, c0:c1].mul_(stair)
-        if c1 < cols:
-            rows[:, c1:].zero_()
-    return grad_w
-
-
-def _input_grad(grad: Tensor, layer: BlockViews) -> Tensor:
-    """``grad @ weight`` for a weight zero outside the blocks: ``(batch, in)``."""
-    cols = layer.in_features
-    grad_in = grad.new_empty(grad.shape[0], cols)
-    # The widest block first, written with mm (no zero fill where it reaches).
-    order = sorted(zip(layer.blocks, layer.weight, strict=True), key=lambda item: -item[0][3])
+def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
+    """``weight.T @ grad`` for a weight zero outside the blocks: ``(in, batch)``."""
+    rows = layer.in_features
+    grad_in = grad.new_empty(rows, grad.shape[1])
+    order = sorted(zip(layer.blocks, layer.weight_t, strict=True), key=lambda item: -item[0][3])
     widest = order[0][0][3]
-    if widest < cols:
-        grad_in[:, widest:].zero_()
+    if widest < rows:
+        grad_in[widest:].zero_()
     first = True
-    for (r0, r1, _, c1), w in order:
+    for (r0, r1, _, c1), w_t in order:
         if c1 == 0:
             continue
         if first:
-            torch.mm(grad[:, r0:r1], w, out=grad_in[:, :c1])
+            torch.mm(w_t, grad[r0:r1], out=grad_in[:c1])
             first = False
         else:
-            grad_in[:, :c1].addmm_(grad[:, r0:r1], w)
+            grad_in[:c1].addmm_(w_t, grad[r0:r1])
     if first:
         grad_in.zero_()
     return grad_in
+
+
+def _block_product(x: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor:
+    """:func:`_block_product_t` for ``x`` ``(batch, in)``: ``(batch, out)`` (a transposed view)."""
+    return _block_product_t(x.t(), layer, scale).t()
+
+
+def _weight_grad(grad: Tensor, x: Tensor, layer: BlockViews) -> Tensor:
+    """``grad.T @ x`` masked, ``grad`` ``(batch, out)``, ``x`` ``(batch, in)``: ``(out, in)``."""
+    return weight_grad_t(grad.t(), x.t(), layer)
+
+
+def _input_grad(grad: Tensor, layer: BlockViews) -> Tensor:
+    """``grad @ weight`` for ``grad`` ``(batch, out)``: ``(batch, in)`` (a transposed view)."""
+    return _input_grad_t(grad.t(), layer).t()
 
 
 def _mlp_forward(
@@ -238,7 +247,7 @@ def _mlp_forward(
         _activate_prescaled_(h, activation)
         hidden.append(h)
         if dropout > 0:
-            keep = torch.empty_like(h).bernoulli_(1.0 - dropout).div_(1.0 - dropout)
+            keep = h.new_empty(h.shape).bernoulli_(1.0 - dropout).div_(1.0 - dropout)
             drops.append(keep)
             h = h * keep
         else:
@@ -330,58 +339,6 @@ def block_masked_mlp(
     ):
         return _mlp_forward(x, views, activation, dropout)[0][-1]
     return _BlockMaskedMLP.apply(x, list(views), activation, dropout, *params)
-
-
-# ---------------------------------------------------------------------------------------
-# The same products in the transposed, ``(features, batch)`` layout. There a block's input
-# is a run of whole rows and its output a run of whole rows: every operand of every
-# product is contiguous (or a plain transpose of a contiguous tensor), which the GEMM
-# kernels take some 5-10 % faster than the column slices of the ``(batch, features)``
-# layout. :mod:`audioar.models.maf_stack` keeps a whole MAF in this layout.
-
-
-def _block_product_t(
-    h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
-) -> Tensor:
-    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
-    if out is None:
-        out = h.new_empty(layer.out_features, h.shape[1])
-    for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias_col, strict=True):
-        target = out[r0:r1]
-        if c1 == 0:
-            if b is None:
-                target.zero_()
-            else:
-                target.copy_(b.expand_as(target)).mul_(scale)
-        elif b is None:
-            torch.mm(w, h[:c1], out=target)
-            if scale != 1.0:
-                target.mul_(scale)
-        else:
-            torch.addmm(b, w, h[:c1], beta=scale, alpha=scale, out=target)
-    return out
-
-
-def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
-    """``weight.T @ grad`` for a weight zero outside the blocks: ``(in, batch)``."""
-    rows = layer.in_features
-    grad_in = grad.new_empty(rows, grad.shape[1])
-    order = sorted(zip(layer.blocks, layer.weight_t, strict=True), key=lambda item: -item[0][3])
-    widest = order[0][0][3]
-    if widest < rows:
-        grad_in[widest:].zero_()
-    first = True
-    for (r0, r1, _, c1), w_t in order:
-        if c1 == 0:
-            continue
-        if first:
-            torch.mm(w_t, grad[r0:r1], out=grad_in[:c1])
-            first = False
-        else:
-            grad_in[:c1].addmm_(w_t, grad[r0:r1])
-    if first:
-        grad_in.zero_()
-    return grad_in
 
 
 def mlp_forward_t(
@@ -519,13 +476,7 @@ def tanh_folded_views(
 
 def tanh_folded_mlp(x: Tensor, views: Sequence[BlockViews]) -> Tensor:
     """Evaluate a tanh MLP from :func:`tanh_folded_views` (no autograd): ``(batch, out)``."""
-    h = x.contiguous()
-    last = len(views) - 1
-    for i, layer in enumerate(views):
-        h = _block_product(h, layer)
-        if i < last:
-            h.sigmoid_()
-    return h
+    return tanh_folded_mlp_t(x.contiguous().t(), views).t()
 
 
 def block_linear(x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Block]) -> Tensor:

@@ -197,21 +197,23 @@ class MADE(nn.Module):
         return cls(**kwargs)
 
     # ----------------------------------------------------------------- network
-    def to_generation_order(self, x: Tensor) -> Tensor:
-        """``(batch, features, ...)`` in the original order -> generation order."""
+    def to_generation_order(self, x: Tensor, dim: int = 1) -> Tensor:
+        """``(batch, features, ...)`` in the original order -> generation order.
+
+        ``dim`` is the features' dimension (``0`` for the ``(features, batch)`` layout).
+        """
+        return self._permute(x, self.perm, dim)
+
+    def from_generation_order(self, xs: Tensor, dim: int = 1) -> Tensor:
+        """Inverse of :meth:`to_generation_order`."""
+        return self._permute(xs, self.inv_perm, dim)
+
+    def _permute(self, x: Tensor, index: Tensor, dim: int) -> Tensor:
         if self._order_kind == "natural":
             return x
         if self._order_kind == "reverse":
-            return x.flip(1)
-        return x[:, self.perm]
-
-    def from_generation_order(self, xs: Tensor) -> Tensor:
-        """Inverse of :meth:`to_generation_order`."""
-        if self._order_kind == "natural":
-            return xs
-        if self._order_kind == "reverse":
-            return xs.flip(1)
-        return xs[:, self.inv_perm]
+            return x.flip(dim)
+        return x.index_select(dim, index)
 
     def _encode(self, x: Tensor) -> Tensor:
         """Data ``(batch, features)`` in original order -> network inputs in generation order."""

@@ -61,20 +61,12 @@ _SIMPLE_ORDERS = ("natural", "reverse")
 
 def _sort(made: MADE, h: Tensor) -> Tensor:
     """Rows (features) in the data's order -> ``made``'s generation order."""
-    if made._order_kind == "natural":
-        return h
-    if made._order_kind == "reverse":
-        return h.flip(0)
-    return h.index_select(0, made.perm)
+    return made.to_generation_order(h, dim=0)
 
 
 def _unsort(made: MADE, h: Tensor) -> Tensor:
     """Inverse of :func:`_sort`."""
-    if made._order_kind == "natural":
-        return h
-    if made._order_kind == "reverse":
-        return h.flip(0)
-    return h.index_select(0, made.inv_perm)
+    return made.from_generation_order(h, dim=0)
 
 
 def _reorder(source: MADE, target: MADE, h: Tensor) -> Tensor:
