@@ -124,8 +124,7 @@ class BlockViews:
     in_features: int
     weight: list[Tensor]  # (rows, col_end) per block: the columns the block sees
     weight_t: list[Tensor]  # the same, transposed (col_end, rows)
-    bias: list[Tensor | None]  # (rows,) per block
-    bias_col: list[Tensor | None]  # the same as (rows, 1) columns, for the (features, batch) layout
+    bias: list[Tensor | None]  # (rows, 1) per block: a column of the (features, batch) layout
     stair: list[Tensor | None]  # (rows, col_end - col_full) of the 0/1 mask, or None
 
 
@@ -152,8 +151,7 @@ def block_views(
                 in_features=weight.shape[1],
                 weight=w,
                 weight_t=[v.t() for v in w],
-                bias=[bias[r0:r1] if bias is not None else None for r0, r1, _, _ in layer_blocks],
-                bias_col=[
+                bias=[
                     bias[r0:r1, None] if bias is not None else None for r0, r1, _, _ in layer_blocks
                 ],
                 stair=[
@@ -178,7 +176,7 @@ def _block_product_t(
     """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
     if out is None:
         out = h.new_empty(layer.out_features, h.shape[1])
-    for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias_col, strict=True):
+    for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias, strict=True):
         target = out[r0:r1]
         if c1 == 0:
             if b is None:
