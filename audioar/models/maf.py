@@ -295,8 +295,8 @@ class MAF(nn.Module):
             self._masks_key = key
         return self._masks_shared
 
-    def _stack_applies(self) -> bool:
-        """Whether :meth:`forward` can take the fast path (:mod:`maf_stack`).
+    def _stack_applies(self, x: Tensor) -> bool:
+        """Whether :meth:`forward` can take the fast path (:mod:`maf_stack`) for ``x``.
 
         It can for the fused activations (tanh, relu, identity), without dropout in use,
         with every batch norm in the same mode, and outside autocast.
@@ -304,6 +304,7 @@ class MAF(nn.Module):
         made = self.mades[0]
         return (
             self.block_sparse
+            and not torch.is_autocast_enabled(x.device.type)
             and made.activation in FUSED_ACTIVATIONS
             and (made.dropout == 0 or not made.training)
             and len({norm.training for norm in self.norms}) <= 1
@@ -323,7 +324,7 @@ class MAF(nn.Module):
         Returns:
             ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|.
         """
-        if self._stack_applies() and not torch.is_autocast_enabled(x.device.type):
+        if self._stack_applies(x):
             if self.norms and self.norms[0].training and x.shape[0] < 2:
                 raise TrainingError("batch norm needs a batch of at least 2 in training mode")
             made = self.mades[0]
