@@ -166,6 +166,32 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     torch.testing.assert_close(quick, maf.inverse(z, cs, incremental=False), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_fast_path_with_dropout_matches_reference(batch_norm):
+    """Dropout on the MADEs' hidden units: the fast path draws its masks like F.dropout, so
+    from the same seed both paths give the same numbers and gradients."""
+    torch.manual_seed(0)
+    maf = MAF(9, 3, (20, 20), batch_norm=batch_norm, dropout=0.3).train()
+    x = torch.randn(16, 9)
+    state = {k: v.clone() for k, v in maf.state_dict().items()}
+    outs = {}
+    for fast in (True, False):
+        maf.load_state_dict(state)
+        maf.block_sparse = fast
+        maf.zero_grad()
+        torch.manual_seed(1)
+        lp = maf.log_prob(x)
+        (-lp.mean()).backward()
+        outs[fast] = (lp.detach(), [p.grad.clone() for p in maf.parameters()])
+    torch.testing.assert_close(outs[True][0], outs[False][0], rtol=1e-5, atol=1e-4)
+    for a, b in zip(outs[True][1], outs[False][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    maf.block_sparse = True
+    torch.manual_seed(2)
+    other = maf.log_prob(x)  # other draws, other numbers: dropout is in use
+    assert not torch.allclose(other, outs[True][0].detach())
+
+
 def test_fits_a_banana_close_to_its_entropy():
     """x1 ~ N(0, 1), x2 | x1 ~ N(x1^2 / 2, 0.5^2): entropy known in closed form."""
     torch.manual_seed(0)

@@ -240,10 +240,11 @@ def test_tanh_folded_mlp_matches_reference(bias, layers, seed):
 @given(
     activation=st.sampled_from(["tanh", "relu", "identity"]),
     bias=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.3]),
     num_blocks=st.integers(1, 5),
     seed=st.integers(0, 2**16),
 )
-def test_transposed_mlp_matches_dense(activation, bias, num_blocks, seed):
+def test_transposed_mlp_matches_dense(activation, bias, dropout, num_blocks, seed):
     """The ``(features, batch)`` layout used by the MAF stack: outputs, input gradients and
     weight gradients (one layer at a time, and batched over a stack of three MLPs that share
     their masks) against autograd on the dense masked MLP."""
@@ -266,11 +267,13 @@ def test_transposed_mlp_matches_dense(activation, bias, num_blocks, seed):
     for t, (weights, biases) in enumerate(stack):
         views = block_views(weights, biases, floats, blocks)
         inputs[0][t] = xs[t].detach().t()
-        values = mlp_forward_t(inputs[0][t], views, activation, [h[t] for h in inputs[1:]])
-        ref = _reference_mlp(xs[t], weights, biases, floats, activation, [1.0] * 2)
+        keeps = [torch.empty(batch, n).bernoulli_(1 - dropout) / (1 - dropout) for n in sizes[1:-1]]
+        drops = [k.t() for k in keeps] if dropout else None
+        values = mlp_forward_t(inputs[0][t], views, activation, [h[t] for h in inputs[1:]], drops)
+        ref = _reference_mlp(xs[t], weights, biases, floats, activation, keeps)
         torch.testing.assert_close(values[-1].t(), ref, rtol=1e-5, atol=1e-5)
         grads[-1][t] = g[t].t()
-        grad_in = mlp_input_grads_t([h[t] for h in grads], values, views, activation, True)
+        grad_in = mlp_input_grads_t([h[t] for h in grads], values, views, activation, True, drops)
         leaves = [xs, *weights, *[b for b in biases if b is not None]]
         expected = torch.autograd.grad((ref * g[t]).sum(), leaves)
         torch.testing.assert_close(grad_in.t(), expected[0][t], rtol=1e-5, atol=1e-5)
@@ -281,7 +284,7 @@ def test_transposed_mlp_matches_dense(activation, bias, num_blocks, seed):
         if bias:
             for i, b_grad in enumerate(expected[1 + len(masks) :]):
                 torch.testing.assert_close(grads[i][t].sum(1), b_grad, rtol=1e-5, atol=1e-5)
-        if activation == "tanh":
+        if activation == "tanh" and not dropout:
             folded = tanh_folded_mlp_t(inputs[0][t], tanh_folded_views(weights, biases, blocks))
             torch.testing.assert_close(folded.t(), ref.detach(), rtol=1e-5, atol=1e-5)
     views = block_views(stack[0][0], stack[0][1], floats, blocks)

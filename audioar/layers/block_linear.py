@@ -344,6 +344,7 @@ def mlp_forward_t(
     views: Sequence[BlockViews],
     activation: str,
     outs: Sequence[Tensor] | None = None,
+    keeps: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
     """A masked MLP in the ``(features, batch)`` layout, keeping what its backward needs.
 
@@ -351,22 +352,29 @@ def mlp_forward_t(
         h: ``(in_features, batch)`` contiguous input.
         views: :func:`block_views` of the layers (weights zero where masked).
         activation: One of :data:`FUSED_ACTIVATIONS`, for the hidden layers.
-        outs: Optional contiguous ``(units, batch)`` tensors to write the hidden layers'
-            outputs into (one per hidden layer).
+        outs: Optional contiguous ``(units, batch)`` tensors, one per hidden layer, to
+            write the next layer's inputs into.
+        keeps: Optional dropout multipliers ``(units, batch)`` per hidden layer (0 or
+            ``1 / (1 - p)``), applied after the activation.
 
     Returns:
         ``[h, hidden_1, ..., hidden_{L-1}, output]``: the input, every hidden layer's
-        output ``(units, batch)`` and the last layer's (linear) output ``(out, batch)``.
+        output ``(units, batch)`` (before dropout) and the last layer's (linear) output
+        ``(out, batch)``. Without ``keeps`` the hidden outputs are the next layers' inputs
+        (in ``outs`` when given); with them, those inputs are the outputs times ``keeps``.
     """
     values = [h]
     last = len(views) - 1
     for i, layer in enumerate(views):
-        scale = 1.0 if i == last else _PRESCALE.get(activation, 1.0)
-        out = outs[i] if outs is not None and i < last else None
-        h = _block_product_t(h, layer, scale, out)
-        if i < last:
-            _activate_prescaled_(h, activation)
+        if i == last:
+            values.append(_block_product_t(h, layer))
+            break
+        out = outs[i] if outs is not None else None
+        h = _block_product_t(h, layer, _PRESCALE.get(activation, 1.0), None if keeps else out)
+        _activate_prescaled_(h, activation)
         values.append(h)
+        if keeps is not None:
+            h = torch.mul(h, keeps[i], out=out) if out is not None else h * keeps[i]
     return values
 
 
@@ -376,6 +384,7 @@ def mlp_input_grads_t(
     views: Sequence[BlockViews],
     activation: str,
     input_grad: bool,
+    keeps: Sequence[Tensor] | None = None,
 ) -> Tensor | None:
     """Backward of :func:`mlp_forward_t` through the layers' inputs (no weight gradients).
 
@@ -387,13 +396,16 @@ def mlp_input_grads_t(
         views: The same views.
         activation: The same activation.
         input_grad: Whether to compute the gradient of the input.
+        keeps: The same dropout multipliers, if any.
 
     Returns:
-        The gradient of the input ``(in, batch)``, or ``None``. With ``grads`` and
-        ``values``, :func:`weight_grad_t` gives the weight gradients.
+        The gradient of the input ``(in, batch)``, or ``None``. With ``grads`` and the
+        layers' inputs, :func:`weight_grad_t` gives the weight gradients.
     """
     for i in reversed(range(1, len(views))):
         grad_in = _input_grad_t(grads[i], views[i])
+        if keeps is not None:
+            grad_in.mul_(keeps[i - 1])
         _activation_backward_into(grads[i - 1], grad_in, values[i], activation)
     return _input_grad_t(grads[0], views[0]) if input_grad else None
 

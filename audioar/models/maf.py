@@ -298,24 +298,23 @@ class MAF(nn.Module):
     def _stack_applies(self, x: Tensor) -> bool:
         """Whether :meth:`forward` can take the fast path (:mod:`maf_stack`) for ``x``.
 
-        It can for the fused activations (tanh, relu, identity), without dropout in use,
-        with every batch norm in the same mode, and outside autocast.
+        It can for the fused activations (tanh, relu, identity), with every MADE and batch
+        norm in the same mode, and outside autocast.
         """
         made = self.mades[0]
         return (
             self.block_sparse
             and not torch.is_autocast_enabled(x.device.type)
             and made.activation in FUSED_ACTIVATIONS
-            and (made.dropout == 0 or not made.training)
-            and len({norm.training for norm in self.norms}) <= 1
+            and len({module.training for module in [*self.mades, *self.norms]}) == 1
         )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to the base space.
 
         With :attr:`block_sparse` on (default), all flows run as one autograd node on the
-        block-triangular products (:mod:`audioar.models.maf_stack`); off (and with
-        dropout in use), flow by flow on the plain reference path. Same numbers.
+        block-triangular products (:mod:`audioar.models.maf_stack`); off, flow by flow on
+        the plain reference path. Same numbers (and the same dropout draws).
 
         Args:
             x: ``(batch, features)``.

@@ -86,6 +86,7 @@ class _Stack:
     bound: float
     activation: str
     batch_stats: bool  # batch norm in training mode
+    dropout: float  # dropout probability in use on the MADEs' hidden units (0 in evaluation)
     shared_masks: bool  # every MADE has the same blocks and masks (batched weight gradients)
 
 
@@ -107,20 +108,27 @@ def _flow_forward(
     made = stack.mades[t]
     n = xs.shape[1]
     c = made.context_features
+    views = made.block_views()
     values: list[Tensor] = []
+    keeps = None
+    if stack.dropout > 0:  # drawn (batch, units) like F.dropout: the same draws as the reference
+        p = stack.dropout
+        keeps = [
+            xs.new_empty(n, v.out_features).bernoulli_(1 - p).div_(1 - p).t() for v in views[:-1]
+        ]
     if inputs is not None:
         inp = inputs[0]
         if context is not None:
             inp[:c].copy_(context)
         xs = inp[c:].copy_(xs)
-        values = mlp_forward_t(inp, made.block_views(), stack.activation, inputs[1:])
+        values = mlp_forward_t(inp, views, stack.activation, inputs[1:], keeps)
         out = values.pop()
     else:
         inp = torch.cat([context, xs]) if context is not None else xs
-        if stack.activation == "tanh":  # sigmoid-only evaluation on refolded weights
+        if stack.activation == "tanh" and keeps is None:  # sigmoid only, refolded weights
             out = tanh_folded_mlp_t(inp, made._folded_views())
         else:
-            out = mlp_forward_t(inp, made.block_views(), stack.activation)[-1]
+            out = mlp_forward_t(inp, views, stack.activation, None, keeps)[-1]
     out = out.view(made.features, 2, n)
     bound = stack.bound
     sig = torch.sigmoid(out[:, 1] * (2.0 / bound))
@@ -129,7 +137,7 @@ def _flow_forward(
     us = torch.sub(xs, out[:, 0]).mul_(inv_scale)
     log_det.sub_(log_scale.sum(0))
     if not stack.norms:
-        return us, xs.new_zeros(()), (values, sig, inv_scale, us)
+        return us, xs.new_zeros(()), (values, keeps, sig, inv_scale, us)
     norm = stack.norms[t]
     if inputs is None and not stack.batch_stats:
         scale, shift, norm_log_det = norm.frozen()
@@ -150,7 +158,7 @@ def _flow_forward(
     scale = torch.exp(log_gamma).mul_(inv_std)
     y = torch.addcmul(beta, centred, scale)
     norm_log_det = log_gamma.sum() + inv_std.log().sum()
-    return y, norm_log_det, (values, sig, inv_scale, us, centred, inv_std, scale)
+    return y, norm_log_det, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
 
 
 def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
@@ -206,10 +214,10 @@ def _flow_backward(
     """
     made = stack.mades[t]
     n = grad_y.shape[1]
-    values, sig, inv_scale, us = saved[:4]
+    values, keeps, sig, inv_scale, us = saved[:5]
     norm_grads: list[Tensor] = []
     if stack.norms:
-        centred, inv_std, scale = saved[4:]
+        centred, inv_std, scale = saved[5:]
         total = grad_log_det.sum()  # the norm's log-det is added to every row
         grad_beta = grad_y.sum(1, keepdim=True)
         grad_log_gamma = (grad_y * centred).sum(1, keepdim=True).mul_(scale).add_(total)
@@ -228,7 +236,9 @@ def _flow_backward(
     # d log_scale / d raw = 4 sig (1 - sig).
     grad_log_scale = torch.addcmul(grad_log_det.unsqueeze(0), grad_u, us)
     torch.mul(grad_log_scale, torch.mul(sig, sig).sub_(sig), out=grad_out[:, 1]).mul_(4.0)
-    grad_in = mlp_input_grads_t(grads, values, made.block_views(), stack.activation, input_grad)
+    grad_in = mlp_input_grads_t(
+        grads, values, made.block_views(), stack.activation, input_grad, keeps
+    )
     grad_context = None
     if grad_in is not None:
         c = made.context_features
@@ -330,7 +340,8 @@ def maf_stack(
         x: ``(batch, features)`` data.
         context: ``(batch, context_features)`` (already checked and cast) or ``None``.
         mades: The flows' Gaussian MADEs, all with the same activation (one of
-            :data:`~audioar.layers.block_linear.FUSED_ACTIVATIONS`) and no dropout in use.
+            :data:`~audioar.layers.block_linear.FUSED_ACTIVATIONS`) and dropout, all in the
+            same mode.
         norms: A :class:`~audioar.models.maf.BatchNormBijector` per flow (all in training
             mode, or all in evaluation mode), or empty for none.
         bound: Soft bound of the MADE log-scales.
@@ -348,6 +359,7 @@ def maf_stack(
         bound=bound,
         activation=mades[0].activation,
         batch_stats=bool(norms) and norms[0].training,
+        dropout=mades[0].dropout if mades[0].training else 0.0,
         shared_masks=shared_masks,
     )
     params = [p for t, made in enumerate(mades) for p in _flow_params(made, _at(norms, t))]
