@@ -152,6 +152,16 @@ def test_block_linear_matches_dense(features, hidden, num_blocks, context, seed)
         x = torch.tanh(F.linear(x, weight, bias))
 
 
+# Masked MLPs drawn for the fast-path tests: activation, bias, dropout, blocks, seed.
+MLP_CASES = {
+    "activation": st.sampled_from(["tanh", "relu", "identity"]),
+    "bias": st.booleans(),
+    "dropout": st.sampled_from([0.0, 0.3]),
+    "num_blocks": st.integers(1, 5),
+    "seed": st.integers(0, 2**16),
+}
+
+
 def _reference_mlp(x, weights, biases, masks, activation, keeps):
     act = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda h: h}[activation]
     for i, (w, b, m) in enumerate(zip(weights, biases, masks, strict=True)):
@@ -162,13 +172,7 @@ def _reference_mlp(x, weights, biases, masks, activation, keeps):
 
 
 @settings(deadline=None, max_examples=15)
-@given(
-    activation=st.sampled_from(["tanh", "relu", "identity"]),
-    bias=st.booleans(),
-    dropout=st.sampled_from([0.0, 0.3]),
-    num_blocks=st.integers(1, 5),
-    seed=st.integers(0, 2**16),
-)
+@given(**MLP_CASES)
 def test_block_masked_mlp_matches_dense(activation, bias, dropout, num_blocks, seed):
     # Unsorted random masks: the fast path must be exact for any mask, not only MADE's.
     torch.manual_seed(seed)
@@ -237,13 +241,7 @@ def test_tanh_folded_mlp_matches_reference(bias, layers, seed):
 
 
 @settings(deadline=None, max_examples=15)
-@given(
-    activation=st.sampled_from(["tanh", "relu", "identity"]),
-    bias=st.booleans(),
-    dropout=st.sampled_from([0.0, 0.3]),
-    num_blocks=st.integers(1, 5),
-    seed=st.integers(0, 2**16),
-)
+@given(**MLP_CASES)
 def test_transposed_mlp_matches_dense(activation, bias, dropout, num_blocks, seed):
     """The ``(features, batch)`` layout used by the MAF stack: outputs, input gradients and
     weight gradients (one layer at a time, and batched over a stack of three MLPs that share
