@@ -151,7 +151,12 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     torch.testing.assert_close(fast[3], ref[3], rtol=1e-5, atol=1e-6)
     for a, b in zip(fast[4], ref[4], strict=True):  # gradients of the data and the context
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    masks = {id(layer.weight): layer.mask for made in maf.mades for layer in made.layers}
+    masks = {
+        id(w): m
+        for made in maf.mades
+        for layer in made.layers
+        for w, m in zip(layer.weight_blocks, layer.block_masks(), strict=True)
+    }
     for p, a, b in zip(maf.parameters(), fast[1], ref[1], strict=True):
         mask = masks.get(id(p))
         if mask is not None:
@@ -268,3 +273,18 @@ def test_errors():
         MAF(4, num_flows=0)
     with pytest.raises(TrainingError):
         MAF(4, 1, (8,)).train().log_prob(torch.randn(1, 4))
+
+
+def test_state_dict_holds_dense_weights_and_round_trips():
+    """Saved models keep the dense ``weight`` keys (stored blocks are an in-memory layout)."""
+    torch.manual_seed(0)
+    maf = MAF(5, num_flows=2, hidden_features=(8, 8))
+    state = maf.state_dict()
+    assert state["mades.0.layers.0.weight"].shape == (8, 5)
+    assert not any("weight_blocks" in key for key in state)
+    other = MAF(5, num_flows=2, hidden_features=(8, 8)).eval()  # other initial weights
+    maf.eval()
+    x = torch.randn(6, 5)
+    assert not torch.allclose(other.log_prob(x), maf.log_prob(x))
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.log_prob(x), maf.log_prob(x))

@@ -4,6 +4,7 @@ from audioar.layers.block_linear import (
     block_linear,
     block_masked_mlp,
     block_views,
+    block_weight_grads_t,
     mlp_forward_t,
     mlp_input_grads_t,
     tanh_folded_mlp,
@@ -14,7 +15,7 @@ from audioar.layers.block_linear import (
 )
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
-from audioar.layers.masked_linear import MaskedLinear
+from audioar.layers.masked_linear import BlockMaskedLinear, MaskedLinear
 from audioar.layers.masks import (
     connectivity,
     hidden_degrees,
@@ -26,9 +27,11 @@ from audioar.layers.masks import (
 __all__: list[str] = []
 __all__ += [
     "MaskedLinear",
+    "BlockMaskedLinear",
     "block_linear",
     "block_masked_mlp",
     "block_views",
+    "block_weight_grads_t",
     "mlp_forward_t",
     "mlp_input_grads_t",
     "tanh_folded_mlp",

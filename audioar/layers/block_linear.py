@@ -40,6 +40,7 @@ __all__ = [
     "mlp_forward_t",
     "mlp_input_grads_t",
     "weight_grad_t",
+    "block_weight_grads_t",
 ]
 
 # Activations the fused path applies in place (and differentiates from its output).
@@ -129,26 +130,33 @@ class BlockViews:
 
 
 def block_views(
-    weights: Sequence[Tensor],
+    weights: Sequence[Tensor | Sequence[Tensor]],
     biases: Sequence[Tensor | None],
     masks: Sequence[Tensor] | None,
     blocks: Sequence[list[Block]],
 ) -> list[BlockViews]:
     """:class:`BlockViews` of every layer (detached views; no copies).
 
-    ``masks=None`` leaves out the staircase views (forward products only).
+    Each entry of ``weights`` is a dense ``(out, in)`` weight, or the list of its blocks'
+    ``(rows, col_end)`` weights as :class:`~audioar.layers.BlockMaskedLinear` stores them
+    (then ``masks`` is needed, for the layer's shape). ``masks=None`` leaves out the
+    staircase views (forward products only).
     """
     views = []
     masks = masks if masks is not None else [None] * len(weights)
     for weight, bias, mask, layer_blocks in zip(weights, biases, masks, blocks, strict=True):
-        weight = weight.detach()
         bias = bias.detach() if bias is not None else None
-        w = [weight[r0:r1, :c1] for r0, r1, _, c1 in layer_blocks]
+        if isinstance(weight, Tensor):
+            shape = weight.shape
+            w = [weight.detach()[r0:r1, :c1] for r0, r1, _, c1 in layer_blocks]
+        else:
+            shape = mask.shape
+            w = [block.detach() for block in weight]
         views.append(
             BlockViews(
                 blocks=list(layer_blocks),
-                out_features=weight.shape[0],
-                in_features=weight.shape[1],
+                out_features=shape[0],
+                in_features=shape[1],
                 weight=w,
                 weight_t=[v.t() for v in w],
                 bias=[
@@ -256,7 +264,7 @@ def _mlp_forward(
 
 class _BlockMaskedMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, views, activation, dropout, *params):  # noqa: ANN001, ANN205
+    def forward(ctx, x, views, activation, dropout, stored, *params):  # noqa: ANN001, ANN205
         inputs, hidden, drops = _mlp_forward(x, views, activation, dropout)
         keeps = [d for d in drops if d is not None]
         # The parameters are saved only for autograd's check that nobody changed them in
@@ -265,6 +273,7 @@ class _BlockMaskedMLP(torch.autograd.Function):
         ctx.views = views
         ctx.activation = activation
         ctx.dropped = [d is not None for d in drops]
+        ctx.stored = stored
         return inputs[-1]
 
     @staticmethod
@@ -274,15 +283,23 @@ class _BlockMaskedMLP(torch.autograd.Function):
         inputs, hidden = saved[:n], saved[n : 2 * n - 1]
         keeps = iter(saved[2 * n - 1 : 2 * n - 1 + sum(ctx.dropped)])
         drops = [next(keeps) if dropped else None for dropped in ctx.dropped]
-        grads: list[Tensor | None] = [None] * (2 * n)
+        # Parameters per layer: its weight (dense, or one tensor per stored block), its bias.
+        sizes = [(len(v.blocks) if ctx.stored else 1) + 1 for v in ctx.views]
+        starts = [sum(sizes[:i]) for i in range(n)]
+        needs = ctx.needs_input_grad[5:]
+        grads: list[Tensor | None] = [None] * sum(sizes)
         grad = grad.contiguous()
         grad_x = None
         for i in reversed(range(n)):
             layer = ctx.views[i]
-            if ctx.needs_input_grad[5 + 2 * i]:
-                grads[2 * i + 1] = grad.sum(0)
-            if ctx.needs_input_grad[4 + 2 * i]:
-                grads[2 * i] = _weight_grad(grad, inputs[i], layer)
+            first, bias = starts[i], starts[i] + sizes[i] - 1
+            if needs[bias]:
+                grads[bias] = grad.sum(0)
+            if any(needs[first:bias]):
+                if ctx.stored:
+                    grads[first:bias] = block_weight_grads_t(grad.t(), inputs[i].t(), layer)
+                else:
+                    grads[first] = _weight_grad(grad, inputs[i], layer)
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
             grad_in = _input_grad(grad, layer)
@@ -292,12 +309,12 @@ class _BlockMaskedMLP(torch.autograd.Function):
             if drops[i - 1] is not None:
                 grad_in.mul_(drops[i - 1])
             grad = _activation_backward(grad_in, hidden[i - 1], ctx.activation)
-        return grad_x, None, None, None, *grads
+        return grad_x, None, None, None, None, *grads
 
 
 def block_masked_mlp(
     x: Tensor,
-    weights: Sequence[Tensor],
+    weights: Sequence[Tensor] | Sequence[Sequence[Tensor]],
     biases: Sequence[Tensor | None],
     masks: Sequence[Tensor],
     blocks: Sequence[list[Block]],
@@ -313,7 +330,9 @@ def block_masked_mlp(
     Args:
         x: ``(batch, in_features)``.
         weights: ``(out_l, in_l)`` raw weights, **zero wherever** ``masks`` is (the invariant
-            :class:`~audioar.layers.MaskedLinear` keeps).
+            :class:`~audioar.layers.MaskedLinear` keeps); or, for every layer, the list of
+            its blocks' ``(rows, col_end)`` weights (:class:`~audioar.layers.BlockMaskedLinear`),
+            which then get one gradient each.
         biases: ``(out_l,)`` or ``None`` per layer.
         masks: ``(out_l, in_l)`` 0/1 masks in the weights' dtype (the backward pass masks
             weight gradients with them); only read to make ``views`` when it is ``None``.
@@ -331,12 +350,17 @@ def block_masked_mlp(
     if views is None:
         views = block_views(weights, biases, masks, blocks)
     x = x.contiguous()
-    params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+    stored = not isinstance(weights[0], Tensor)
+    params = [
+        p
+        for weight, bias in zip(weights, biases, strict=True)
+        for p in ([*weight, bias] if stored else [weight, bias])
+    ]
     if not torch.is_grad_enabled() or not (
         x.requires_grad or any(p is not None and p.requires_grad for p in params)
     ):
         return _mlp_forward(x, views, activation, dropout)[0][-1]
-    return _BlockMaskedMLP.apply(x, list(views), activation, dropout, *params)
+    return _BlockMaskedMLP.apply(x, list(views), activation, dropout, stored, *params)
 
 
 def mlp_forward_t(
@@ -437,6 +461,35 @@ def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews, out: Tensor | None
         if c1 < cols:
             rows[..., c1:].zero_()
     return grad_w
+
+
+def block_weight_grads_t(
+    grad: Tensor, h: Tensor, layer: BlockViews, outs: Sequence[Tensor] | None = None
+) -> list[Tensor]:
+    """:func:`weight_grad_t` for a layer stored as blocks: each block's ``(rows, col_end)``.
+
+    Args:
+        grad: ``(out, batch)`` gradient of the layer's output, or ``(flows, out, batch)``
+            for a stack of layers that share ``layer``'s blocks and masks.
+        h: ``(in, batch)`` (or ``(flows, in, batch)``) the layer's input.
+        layer: :func:`block_views` of the layer (of any one of the stack).
+        outs: Optional contiguous tensors of the results' shapes to write into.
+
+    Returns:
+        Per block, ``(rows, col_end)`` (or ``(flows, rows, col_end)``), zero where masked;
+        contiguous, which the batched products fill some 10 % faster than the strided rows
+        of a dense gradient.
+    """
+    product = torch.bmm if grad.dim() == 3 else torch.mm
+    grads = []
+    for j, ((r0, r1, c0, c1), stair) in enumerate(zip(layer.blocks, layer.stair, strict=True)):
+        out = outs[j] if outs is not None else grad.new_empty(*grad.shape[:-2], r1 - r0, c1)
+        if c1 > 0:
+            product(grad[..., r0:r1, :], h[..., :c1, :].transpose(-1, -2), out=out)
+        if stair is not None:
+            out[..., c0:].mul_(stair)
+        grads.append(out)
+    return grads
 
 
 def tanh_folded_mlp_t(h: Tensor, views: Sequence[BlockViews]) -> Tensor:

@@ -1,14 +1,18 @@
-"""A linear layer whose weight is multiplied by a fixed boolean mask (MADE, MAF)."""
+"""Linear layers whose weight is multiplied by a fixed boolean mask (MADE, MAF)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError
+from audioar.layers.block_linear import triangular_blocks
 
-__all__ = ["MaskedLinear"]
+__all__ = ["MaskedLinear", "BlockMaskedLinear"]
 
 
 class MaskedLinear(nn.Linear):
@@ -85,6 +89,167 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.masked_weight(), self.bias)
 
 
-def _mask_after_load(module: MaskedLinear, incompatible_keys: object) -> None:
+def _mask_after_load(module: MaskedLinear | BlockMaskedLinear, incompatible_keys: object) -> None:
     """``load_state_dict`` post-hook: restore the zero-where-masked invariant."""
     module.apply_mask_()
+
+
+class BlockMaskedLinear(nn.Module):
+    """A masked linear layer that stores only the weights its mask can reach, block by block.
+
+    The rows are split into ``num_blocks`` blocks (:func:`triangular_blocks`); block ``j``
+    keeps the weight of its rows over the first ``col_end`` columns, the ones any of them
+    sees. When units are sorted by degree (MADE) the masked weight is block lower-triangular,
+    so the blocks hold ``(k + 1) / 2k`` of the dense weight (3/4 with the default two): the
+    columns a whole block cannot see are never stored, multiplied or given optimiser state.
+    Inside a block, entries the mask cuts are kept zero (the invariant of
+    :class:`MaskedLinear`: masked at construction and on loading, gradients masked).
+
+    It computes what :class:`MaskedLinear` computes, from the same initial values (the same
+    random draws), and its state dict holds the dense weight under ``weight``, so either
+    layer loads the other's state.
+
+    Args:
+        mask: ``(out_features, in_features)`` boolean connectivity.
+        num_blocks: Row blocks, default ``2``.
+        bias: Whether to learn an additive bias, default ``True``.
+
+    Example:
+        >>> mask = torch.ones(4, 3, dtype=torch.bool).tril()
+        >>> layer = BlockMaskedLinear(mask)
+        >>> [tuple(w.shape) for w in layer.weight_blocks]
+        [(2, 2), (2, 3)]
+        >>> layer(torch.randn(5, 3)).shape
+        torch.Size([5, 4])
+    """
+
+    mask: Tensor
+
+    def __init__(self, mask: Tensor, num_blocks: int = 2, bias: bool = True) -> None:
+        if mask.ndim != 2 or mask.dtype != torch.bool:
+            raise ConfigError(
+                f"mask must be a 2-D boolean tensor, got {mask.dtype} {tuple(mask.shape)}"
+            )
+        super().__init__()
+        self.out_features, self.in_features = mask.shape
+        self.blocks = triangular_blocks(mask, num_blocks)
+        dense = MaskedLinear(mask, bias)  # the same initialisation as MaskedLinear
+        self.register_buffer("mask", mask.clone())
+        self.weight_blocks = nn.ParameterList(
+            nn.Parameter(dense.weight.detach()[r0:r1, :c1].clone()) for r0, r1, _, c1 in self.blocks
+        )
+        self.bias = dense.bias
+        self._float_cache: tuple[tuple, Tensor] | None = None
+        self._dense_cache: tuple[tuple, Tensor] | None = None
+        self.register_state_dict_post_hook(_dense_weight_in_state)
+        self.register_load_state_dict_pre_hook(_blocks_from_dense_weight)
+        self.register_load_state_dict_post_hook(_mask_after_load)
+
+    def stored_weights(self) -> tuple[Tensor, ...]:
+        """The blocks' weight parameters, ``(rows, col_end)`` each, in row order.
+
+        The same as iterating :attr:`weight_blocks`, without its per-item attribute lookups
+        (a fast path asks for them on every call).
+        """
+        return tuple(self.weight_blocks._parameters.values())
+
+    def block_masks(self) -> list[Tensor]:
+        """The mask of each stored block, ``(rows, col_end)`` boolean views."""
+        return [self.mask[r0:r1, :c1] for r0, r1, _, c1 in self.blocks]
+
+    def apply_mask_(self) -> BlockMaskedLinear:
+        """Zero the stored weights where the mask is ``False`` (in place); returns ``self``."""
+        with torch.no_grad():
+            for w, m in zip(self.weight_blocks, self.block_masks(), strict=True):
+                w.mul_(m)
+        return self
+
+    def float_mask(self) -> Tensor:
+        """The mask as 0/1 in the weights' dtype (cached)."""
+        w, m = self.stored_weights()[0], self.mask
+        key = (w.dtype, w.device, m._version, m.data_ptr())
+        if self._float_cache is None or self._float_cache[0] != key:
+            self._float_cache = (key, m.to(w.dtype))
+        return self._float_cache[1]
+
+    def masked_weight(self) -> Tensor:
+        """The effective dense weight ``(out_features, in_features)``, zero where masked.
+
+        Assembled from the blocks (differentiably when autograd records); without autograd
+        it is cached until a block changes (in-place version counters).
+        """
+        weights = self.stored_weights()
+        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            return self._assemble() * self.float_mask()
+        key = tuple((w.data_ptr(), w._version) for w in weights)
+        if self._dense_cache is None or self._dense_cache[0] != key:
+            with torch.no_grad():
+                self._dense_cache = (key, self._assemble())
+        return self._dense_cache[1]
+
+    def _assemble(self) -> Tensor:
+        rows = [F.pad(w, (0, self.in_features - w.shape[1])) for w in self.stored_weights()]
+        return torch.cat(rows)
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> BlockMaskedLinear:  # noqa: D102
+        self._float_cache = self._dense_cache = None
+        return super()._apply(fn, recurse)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the masked layer (the plain reference: one dense product).
+
+        Args:
+            x: ``(..., in_features)``.
+
+        Returns:
+            ``(..., out_features)``.
+        """
+        return F.linear(x, self.masked_weight(), self.bias)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        stored = sum(w.numel() for w in self.weight_blocks)
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"blocks={len(self.blocks)}, stored weights={stored} of "
+            f"{self.in_features * self.out_features}"
+        )
+
+
+def _dense_weight_in_state(
+    module: BlockMaskedLinear, state: dict[str, Any], prefix: str, local_metadata: object
+) -> None:
+    """``state_dict`` post-hook: the dense ``weight`` in place of the stored blocks."""
+    for j in range(len(module.weight_blocks)):
+        state.pop(f"{prefix}weight_blocks.{j}", None)
+    with torch.no_grad():
+        state[f"{prefix}weight"] = module._assemble().detach()
+
+
+def _blocks_from_dense_weight(
+    module: BlockMaskedLinear,
+    state: dict[str, Any],
+    prefix: str,
+    local_metadata: object,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """``load_state_dict`` pre-hook: split a dense ``weight`` into the stored blocks."""
+    mask = state.get(f"{prefix}mask")
+    weight = state.pop(f"{prefix}weight", None)
+    if isinstance(mask, Tensor) and not torch.equal(mask.to(module.mask.device), module.mask):
+        # The blocks were cut for this layer's mask: load neither mask nor weight.
+        state[f"{prefix}mask"] = module.mask
+        error_msgs.append(f"{prefix}mask differs from this layer's (built for another model)")
+        return
+    if weight is None:
+        return
+    if tuple(weight.shape) != (module.out_features, module.in_features):
+        error_msgs.append(
+            f"{prefix}weight has shape {tuple(weight.shape)}, expected "
+            f"{(module.out_features, module.in_features)}"
+        )
+        return
+    for j, (r0, r1, _, c1) in enumerate(module.blocks):
+        state[f"{prefix}weight_blocks.{j}"] = weight[r0:r1, :c1]

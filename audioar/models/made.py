@@ -33,9 +33,8 @@ from audioar.layers.block_linear import (
     block_views,
     tanh_folded_mlp,
     tanh_folded_views,
-    triangular_blocks,
 )
-from audioar.layers.masked_linear import MaskedLinear
+from audioar.layers.masked_linear import BlockMaskedLinear
 from audioar.layers.masks import input_degrees, made_degrees, made_masks
 
 __all__ = ["MADE", "MADEConfig", "ACTIVATIONS", "OUTPUTS", "soft_clamp"]
@@ -182,8 +181,8 @@ class MADE(nn.Module):
         )
         out_degrees = torch.arange(1, features + 1).repeat_interleave(self.params_per_feature)
         masks = made_masks(layer_degrees, out_degrees)
-        self.layers = nn.ModuleList(MaskedLinear(mask) for mask in masks)
-        self._blocks = [triangular_blocks(mask, num_blocks) for mask in masks]
+        self.layers = nn.ModuleList(BlockMaskedLinear(mask, num_blocks) for mask in masks)
+        self._blocks = [layer.blocks for layer in self.layers]
         self._views: tuple[tuple, list[BlockViews]] | None = None
         self._folded: tuple[tuple, list[BlockViews]] | None = None
         self._inc: tuple[tuple, tuple] | None = None
@@ -219,8 +218,8 @@ class MADE(nn.Module):
         """Data ``(batch, features)`` in original order -> network inputs in generation order."""
         xs = self.to_generation_order(x)
         if self.output == "categorical":
-            return F.one_hot(xs.long(), self.categories).flatten(1).to(self.layers[0].weight.dtype)
-        return xs.to(self.layers[0].weight.dtype)
+            return F.one_hot(xs.long(), self.categories).flatten(1).to(self._dtype())
+        return xs.to(self._dtype())
 
     def _context(self, context: Tensor | None, batch: int) -> Tensor | None:
         if self.context_features == 0:
@@ -238,7 +237,10 @@ class MADE(nn.Module):
             if context.shape[0] != 1:
                 raise DataError(f"context batch {context.shape[0]} does not match {batch}")
             context = context.expand(batch, -1)
-        return context.to(self.layers[0].weight.dtype)
+        return context.to(self._dtype())
+
+    def _dtype(self) -> torch.dtype:
+        return self.layers[0].stored_weights()[0].dtype
 
     def _network(self, h: Tensor, fast: bool | None = None, dropout: bool = True) -> Tensor:
         """Masked MLP on generation-order inputs ``(batch, in_units)`` -> ``(batch, out_units)``.
@@ -255,7 +257,7 @@ class MADE(nn.Module):
         if fast and self.activation == "tanh" and p == 0 and not torch.is_grad_enabled():
             return tanh_folded_mlp(h, self._folded_views())
         if fast:
-            weights = [layer.weight for layer in self.layers]
+            weights = [list(layer.stored_weights()) for layer in self.layers]
             biases = [layer.bias for layer in self.layers]
             views = self.block_views()
             return block_masked_mlp(
@@ -279,10 +281,10 @@ class MADE(nn.Module):
         ``.double()`` and the like, and when a weight is replaced.
         """
         layers = self.layers
-        key = tuple(layer.weight.data_ptr() for layer in layers)
+        key = tuple(w.data_ptr() for layer in layers for w in layer.stored_weights())
         if self._views is None or self._views[0] != key:
             views = block_views(
-                [layer.weight for layer in layers],
+                [list(layer.stored_weights()) for layer in layers],
                 [layer.bias for layer in layers],
                 [layer.float_mask() for layer in layers],
                 self._blocks,
@@ -292,11 +294,11 @@ class MADE(nn.Module):
 
     def _folded_views(self) -> list[BlockViews]:
         """:func:`tanh_folded_views` of the layers, remade whenever a parameter changes."""
-        params = [t for layer in self.layers for t in (layer.weight, layer.bias) if t is not None]
-        key = tuple((t.data_ptr(), t._version) for t in params)
+        params = [t for layer in self.layers for t in (*layer.stored_weights(), layer.bias)]
+        key = tuple((t.data_ptr(), t._version) for t in params if t is not None)
         if self._folded is None or self._folded[0] != key:
             folded = tanh_folded_views(
-                [layer.weight for layer in self.layers],
+                [layer.masked_weight().detach() for layer in self.layers],
                 [layer.bias for layer in self.layers],
                 self._blocks,
             )
@@ -421,8 +423,8 @@ class MADE(nn.Module):
         Returns:
             ``(n, features)`` values in the original feature order.
         """
-        dtype = self.layers[0].weight.dtype
-        device = self.layers[0].weight.device
+        dtype = self._dtype()
+        device = self.layers[0].stored_weights()[0].device
         context = self._context(context, n)
         xs = torch.zeros(n, self.features, dtype=dtype, device=device)
         with torch.no_grad():
@@ -445,11 +447,12 @@ class MADE(nn.Module):
         its value goes to. Slicing all of this anew for every feature of every call costs
         as much as the products themselves.
         """
-        key = (n, dtype, device, tuple(layer.weight.data_ptr() for layer in self.layers))
+        params = [w for layer in self.layers for w in layer.stored_weights()]
+        key = (n, dtype, device, tuple((w.data_ptr(), w._version) for w in params))
         if self._inc is not None and self._inc[0] == key:
             return self._inc[1]
         c, u, p = self.context_features, self.units_per_feature, self.params_per_feature
-        weights = [layer.weight.detach() for layer in self.layers]
+        weights = [layer.masked_weight().detach() for layer in self.layers]
         biases = [layer.bias.detach() for layer in self.layers]
         acts = [torch.zeros(n, c + self.features * u, dtype=dtype, device=device)]
         acts += [torch.zeros(n, w.shape[0], dtype=dtype, device=device) for w in weights[:-1]]

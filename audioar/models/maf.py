@@ -328,7 +328,7 @@ class MAF(nn.Module):
                 raise TrainingError("batch norm needs a batch of at least 2 in training mode")
             made = self.mades[0]
             context = made._context(context, x.shape[0])
-            x = x.to(made.layers[0].weight.dtype)
+            x = x.to(made._dtype())
             return maf_stack(
                 x, context, self.mades, self.norms, self.log_scale_bound, self._shared_masks()
             )
@@ -399,7 +399,7 @@ class MAF(nn.Module):
         Returns:
             ``(n, features)``.
         """
-        weight = self.mades[0].layers[0].weight
+        weight = self.mades[0].layers[0].stored_weights()[0]
         with torch.no_grad():
             if self.base is not None:
                 z = self.base.sample(n)

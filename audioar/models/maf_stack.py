@@ -47,10 +47,11 @@ import torch
 from torch import Tensor, nn
 
 from audioar.layers.block_linear import (
+    BlockViews,
+    block_weight_grads_t,
     mlp_forward_t,
     mlp_input_grads_t,
     tanh_folded_mlp_t,
-    weight_grad_t,
 )
 from audioar.models.made import MADE
 
@@ -82,6 +83,7 @@ class _Stack:
     """What the node needs besides its tensor inputs (modules are read, not differentiated)."""
 
     mades: Sequence[MADE]
+    views: Sequence[Sequence[BlockViews]]  # each MADE's block views, read once per call
     norms: Sequence[nn.Module]  # BatchNormBijector per flow, or empty
     bound: float
     activation: str
@@ -108,7 +110,7 @@ def _flow_forward(
     made = stack.mades[t]
     n = xs.shape[1]
     c = made.context_features
-    views = made.block_views()
+    views = stack.views[t] if stack.views else []
     values: list[Tensor] = []
     keeps = None
     if stack.dropout > 0:  # drawn (batch, units) like F.dropout: the same draws as the reference
@@ -163,7 +165,7 @@ def _flow_forward(
 
 def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
     """Per MADE layer, ``(flows, units, n)`` for every flow's layer inputs (or output grads)."""
-    views = stack.mades[0].block_views()
+    views = stack.views[0]
     sizes = [v.in_features if inputs else v.out_features for v in views]
     return [like.new_empty(len(stack.mades), size, n) for size in sizes]
 
@@ -237,7 +239,7 @@ def _flow_backward(
     grad_log_scale = torch.addcmul(grad_log_det.unsqueeze(0), grad_u, us)
     torch.mul(grad_log_scale, torch.mul(sig, sig).sub_(sig), out=grad_out[:, 1]).mul_(4.0)
     grad_in = mlp_input_grads_t(
-        grads, values, made.block_views(), stack.activation, input_grad, keeps
+        grads, values, stack.views[t], stack.activation, input_grad, keeps
     )
     grad_context = None
     if grad_in is not None:
@@ -248,34 +250,57 @@ def _flow_backward(
 
 
 def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> list[list[Tensor]]:
-    """Every flow's MADE weight and bias gradients, ``[[w_1, b_1, ..., w_L, b_L], ...]``.
+    """Every flow's MADE parameter gradients, in :func:`_flow_params` order.
 
-    Views of one tensor (see the module notes); ``grads`` and ``inputs`` are
-    the ``(flows, units, batch)`` layer output gradients and inputs.
+    Per flow ``[blocks of w_1..., b_1, ..., blocks of w_L..., b_L]``, all views of one
+    tensor (see the module notes); ``grads`` and ``inputs`` are the ``(flows, units, batch)``
+    layer output gradients and inputs. With shared masks each stored block of all flows is
+    one contiguous ``(flows, rows, col_end)`` tensor, filled by one batched product.
     """
     mades = stack.mades
-    layers = mades[0].block_views()
     flows = len(mades)
-    shapes = [(v.out_features, v.in_features) for v in layers]
-    sizes = [flows * o * i for o, i in shapes] + [flows * o for o, _ in shapes]
-    flat = grads[0].new_empty(sum(sizes)).split(sizes)
-    weights = [f.view(flows, o, i) for f, (o, i) in zip(flat, shapes, strict=False)]
-    biases = [f.view(flows, o) for f, (o, _) in zip(flat[len(shapes) :], shapes, strict=True)]
+    layers = stack.views
+    shapes = [
+        [[(r1 - r0, c1) for r0, r1, _, c1 in layer.blocks] for layer in flow_layers]
+        for flow_layers in layers
+    ]
+    if stack.shared_masks:  # block-major: flows side by side within each block
+        sizes = [flows * r * c for layer in shapes[0] for r, c in layer]
+    else:
+        sizes = [r * c for flow_shapes in shapes for layer in flow_shapes for r, c in layer]
+    sizes += [flows * layer.out_features for layer in layers[0]]
+    flat = list(grads[0].new_empty(sum(sizes)).split(sizes))
+    biases = [
+        f.view(flows, v.out_features) for f, v in zip(flat[-len(grads) :], layers[0], strict=True)
+    ]
     for g, b in zip(grads, biases, strict=True):
         torch.sum(g, 2, out=b)
-    for i, (g, h, w) in enumerate(zip(grads, inputs, weights, strict=True)):
-        if stack.shared_masks:  # one batched product per block for all flows
-            weight_grad_t(g, h, layers[i], out=w)
-        else:
-            for t, made in enumerate(mades):
-                weight_grad_t(g[t], h[t], made.block_views()[i], out=w[t])
+    weights: list[list[list[Tensor]]] = []  # [flow][layer][block]
+    if stack.shared_masks:
+        chunks = iter(flat)
+        per_layer = []
+        for i, layer_shapes in enumerate(shapes[0]):
+            outs = [next(chunks).view(flows, r, c) for r, c in layer_shapes]
+            per_layer.append(block_weight_grads_t(grads[i], inputs[i], layers[0][i], outs))
+        weights = [[[w[t] for w in blocks] for blocks in per_layer] for t in range(flows)]
+    else:
+        chunks = iter(flat)
+        for t in range(flows):
+            flow_weights = []
+            for i, layer_shapes in enumerate(shapes[t]):
+                outs = [next(chunks).view(r, c) for r, c in layer_shapes]
+                flow_weights.append(
+                    block_weight_grads_t(grads[i][t], inputs[i][t], layers[t][i], outs)
+                )
+            weights.append(flow_weights)
     return [
-        [p[t] for pair in zip(weights, biases, strict=True) for p in pair] for t in range(flows)
+        [g for blocks, b in zip(weights[t], biases, strict=True) for g in (*blocks, b[t])]
+        for t in range(flows)
     ]
 
 
 def _flow_params(made: MADE, norm: nn.Module | None) -> list[Tensor]:
-    params = [p for layer in made.layers for p in (layer.weight, layer.bias)]
+    params = [p for layer in made.layers for p in (*layer.stored_weights(), layer.bias)]
     return params + ([norm.log_gamma, norm.beta] if norm is not None else [])
 
 
@@ -353,18 +378,23 @@ def maf_stack(
         :meth:`MAF.forward` defines them; in training mode the running statistics of
         ``norms`` are updated.
     """
-    stack = _Stack(
-        mades=list(mades),
-        norms=list(norms),
-        bound=bound,
-        activation=mades[0].activation,
-        batch_stats=bool(norms) and norms[0].training,
-        dropout=mades[0].dropout if mades[0].training else 0.0,
-        shared_masks=shared_masks,
-    )
     params = [p for t, made in enumerate(mades) for p in _flow_params(made, _at(norms, t))]
     tensors = [x, context, *params]
-    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    dropout = mades[0].dropout if mades[0].training else 0.0
+    activation = mades[0].activation
+    folded = not grad and activation == "tanh" and dropout == 0  # no block views needed
+    stack = _Stack(
+        mades=list(mades),
+        views=[] if folded else [made.block_views() for made in mades],
+        norms=list(norms),
+        bound=bound,
+        activation=activation,
+        batch_stats=bool(norms) and norms[0].training,
+        dropout=dropout,
+        shared_masks=shared_masks,
+    )
+    if not grad:
         with torch.no_grad():
             z, log_det, _, _ = _stack_forward(x, context, stack, save=False)
         return z, log_det
