@@ -21,7 +21,7 @@ its place, activations (and dropout) applied in place. The plain reference is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -127,6 +127,9 @@ class BlockViews:
     weight_t: list[Tensor]  # the same, transposed (col_end, rows)
     bias: list[Tensor | None]  # (rows, 1) per block: a column of the (features, batch) layout
     stair: list[Tensor | None]  # (rows, col_end - col_full) of the 0/1 mask, or None
+    # The input gradient's plan, made once: (row_start, row_end, col_end, weight.T) per
+    # block that sees any column, widest first (it writes, the others add).
+    transposed: list[tuple[int, int, int, Tensor]] = field(default_factory=list)
 
 
 def block_views(
@@ -159,6 +162,14 @@ def block_views(
                 in_features=shape[1],
                 weight=w,
                 weight_t=[v.t() for v in w],
+                transposed=sorted(
+                    (
+                        (r0, r1, c1, v.t())
+                        for (r0, r1, _, c1), v in zip(layer_blocks, w, strict=True)
+                        if c1 > 0
+                    ),
+                    key=lambda item: -item[2],
+                ),
                 bias=[
                     bias[r0:r1, None] if bias is not None else None for r0, r1, _, _ in layer_blocks
                 ],
@@ -184,19 +195,21 @@ def _block_product_t(
     """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
     if out is None:
         out = h.new_empty(layer.out_features, h.shape[1])
+    full = h.shape[0]
     for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias, strict=True):
         target = out[r0:r1]
+        seen = h if c1 == full else h[:c1]
         if c1 == 0:
             if b is None:
                 target.zero_()
             else:
                 target.copy_(b.expand_as(target)).mul_(scale)
         elif b is None:
-            torch.mm(w, h[:c1], out=target)
+            torch.mm(w, seen, out=target)
             if scale != 1.0:
                 target.mul_(scale)
         else:
-            torch.addmm(b, w, h[:c1], beta=scale, alpha=scale, out=target)
+            torch.addmm(b, w, seen, beta=scale, alpha=scale, out=target)
     return out
 
 
@@ -204,21 +217,15 @@ def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
     """``weight.T @ grad`` for a weight zero outside the blocks: ``(in, batch)``."""
     rows = layer.in_features
     grad_in = grad.new_empty(rows, grad.shape[1])
-    order = sorted(zip(layer.blocks, layer.weight_t, strict=True), key=lambda item: -item[0][3])
-    widest = order[0][0][3]
+    plan = layer.transposed
+    if not plan:
+        return grad_in.zero_()
+    r0, r1, widest, w_t = plan[0]
     if widest < rows:
         grad_in[widest:].zero_()
-    first = True
-    for (r0, r1, _, c1), w_t in order:
-        if c1 == 0:
-            continue
-        if first:
-            torch.mm(w_t, grad[r0:r1], out=grad_in[:c1])
-            first = False
-        else:
-            grad_in[:c1].addmm_(w_t, grad[r0:r1])
-    if first:
-        grad_in.zero_()
+    torch.mm(w_t, grad[r0:r1], out=grad_in if widest == rows else grad_in[:widest])
+    for r0, r1, c1, w_t in plan[1:]:
+        grad_in[:c1].addmm_(w_t, grad[r0:r1])
     return grad_in
 
 

@@ -11,7 +11,11 @@ arithmetic. Here the whole stack is one node with a hand-written backward:
 * each flow's affine transform and batch norm are computed in that flow's generation
   order (the batch-norm vectors are reordered instead of the activations), so between two
   flows the only data movement is one reordering (a flip for the default reversed orders);
+* what batch norm needs of every flow is prepared once per call, as ``(flows, features)``
+  rows reordered by one gather: the scales and shifts, the statistics (and, in training,
+  one update of all running statistics), the log-det, the parameter gradients;
 * the log-determinant gradient is the same for every flow and enters each one directly;
+  so does the sum the batch norms' log-dets need;
 * the weight gradients wait until the backward pass has reached the first flow: when all
   MADEs share their masks (equal hidden degrees, the default) each weight block of all
   flows is then one batched product, which keeps both cores of a small CPU on whole
@@ -92,6 +96,77 @@ class _Stack:
     shared_masks: bool  # every MADE has the same blocks and masks (batched weight gradients)
 
 
+@dataclass(frozen=True)
+class _NormRows:
+    """The batch norms of all flows for one call: ``(flows, features)`` tensors, each row in
+    its flow's generation order (one gather for all flows instead of a reordering per flow).
+    """
+
+    mean: Tensor  # running means, or (batch statistics) filled flow by flow
+    var: Tensor  # running variances, or (batch statistics) filled flow by flow
+    log_gamma_sum: Tensor  # () over all flows
+    eps: float
+    inv_perm: Tensor | None  # (flows, features) gather index back to the data's order
+    # Per flow, views made once per call: exp(log_gamma) and beta as (features, 1)
+    # columns, and the (features,) rows of mean and var.
+    gamma_cols: Sequence[Tensor] = ()
+    beta_cols: Sequence[Tensor] = ()
+    mean_rows: Sequence[Tensor] = ()
+    var_rows: Sequence[Tensor] = ()
+
+
+def _norm_rows(stack: _Stack, like: Tensor) -> _NormRows:
+    norms, mades = stack.norms, stack.mades
+    general = any(made._order_kind != "natural" for made in mades)
+    perm = torch.stack([made.perm for made in mades]) if general else None
+    inv_perm = torch.stack([made.inv_perm for made in mades]) if general else None
+
+    def rows(vectors: list[Tensor]) -> Tensor:
+        stacked = torch.stack(vectors)
+        return stacked.gather(1, perm) if perm is not None else stacked
+
+    log_gamma = rows([norm.log_gamma.detach() for norm in norms])
+    if stack.batch_stats:
+        mean, var = like.new_empty(2, *log_gamma.shape).unbind(0)
+    else:
+        mean = rows([norm.running_mean for norm in norms])
+        var = rows([norm.running_var for norm in norms])
+    return _NormRows(
+        mean=mean,
+        var=var,
+        log_gamma_sum=log_gamma.sum(),
+        eps=norms[0].eps,
+        inv_perm=inv_perm,
+        gamma_cols=log_gamma.exp().unsqueeze(2).unbind(0),
+        beta_cols=rows([norm.beta.detach() for norm in norms]).unsqueeze(2).unbind(0),
+        mean_rows=mean.unbind(0),
+        var_rows=var.unbind(0),
+    )
+
+
+def _data_rows(rows: Tensor, norm_rows: _NormRows) -> Tensor:
+    """``(..., flows, features)`` rows in generation order -> the data's order."""
+    index = norm_rows.inv_perm
+    return rows.gather(-1, index.expand_as(rows)) if index is not None else rows
+
+
+def _norms_log_det(stack: _Stack, norm_rows: _NormRows) -> Tensor:
+    """The log-det of every batch norm, ``sum(log_gamma - log(var + eps) / 2)``; in training
+    mode also folds the batch statistics into the running ones."""
+    norms = stack.norms
+    log_det = norm_rows.log_gamma_sum - 0.5 * norm_rows.var.add(norm_rows.eps).log_().sum()
+    if stack.batch_stats:
+        running = [norm.running_mean for norm in norms] + [norm.running_var for norm in norms]
+        stats = [*_data_rows(norm_rows.mean, norm_rows), *_data_rows(norm_rows.var, norm_rows)]
+        momenta = {norm.momentum for norm in norms}
+        if len(momenta) == 1:
+            torch._foreach_lerp_(running, stats, momenta.pop())
+        else:
+            for buffer, stat, norm in zip(running, stats, [*norms, *norms], strict=True):
+                buffer.lerp_(stat, norm.momentum)
+    return log_det
+
+
 def _flow_forward(
     stack: _Stack,
     t: int,
@@ -99,13 +174,15 @@ def _flow_forward(
     context: Tensor | None,
     log_det: Tensor,
     inputs: Sequence[Tensor] | None,
-) -> tuple[Tensor, Tensor, tuple]:
-    """Flow ``t`` on ``xs`` ``(features, batch)``: ``y``, its batch-norm log-det, saved tensors.
+    norm_rows: _NormRows | None,
+) -> tuple[Tensor, tuple]:
+    """Flow ``t`` on ``xs`` ``(features, batch)``: its output ``y`` and saved tensors.
 
-    Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place. ``inputs``
-    (for autograd) are ``(units, batch)`` tensors to keep each MADE layer's input in;
-    ``None`` (no autograd) saves nothing and runs batch norm in evaluation as one cached
-    affine map.
+    Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place (the batch
+    norms' part is :func:`_norms_log_det`, for all flows at once). ``inputs`` (for autograd)
+    are ``(units, batch)`` tensors to keep each MADE layer's input in; ``None`` (no
+    autograd) saves nothing. ``norm_rows`` is ``None`` without batch norm, and for batch
+    norm in evaluation without autograd (then one cached affine map per flow).
     """
     made = stack.mades[t]
     n = xs.shape[1]
@@ -133,34 +210,29 @@ def _flow_forward(
             out = mlp_forward_t(inp, views, stack.activation, None, keeps)[-1]
     out = out.view(made.features, 2, n)
     bound = stack.bound
-    sig = torch.sigmoid(out[:, 1] * (2.0 / bound))
+    mean_out, raw_scale = out.unbind(1)
+    sig = torch.sigmoid(raw_scale * (2.0 / bound))
     log_scale = torch.mul(sig, 2.0 * bound).sub_(bound)
-    inv_scale = torch.neg(log_scale).exp_()
-    us = torch.sub(xs, out[:, 0]).mul_(inv_scale)
     log_det.sub_(log_scale.sum(0))
+    inv_scale = log_scale.neg_().exp_()
+    us = torch.sub(xs, mean_out).mul_(inv_scale)
     if not stack.norms:
-        return us, xs.new_zeros(()), (values, keeps, sig, inv_scale, us)
-    norm = stack.norms[t]
-    if inputs is None and not stack.batch_stats:
-        scale, shift, norm_log_det = norm.frozen()
+        return us, (values, keeps, sig, inv_scale, us)
+    if norm_rows is None:  # evaluation without autograd
+        scale, shift, _ = stack.norms[t].frozen()
         y = torch.addcmul(_sort(made, shift).unsqueeze(1), us, _sort(made, scale).unsqueeze(1))
-        return y, norm_log_det, ()
-    log_gamma = _sort(made, norm.log_gamma.detach()).unsqueeze(1)
-    beta = _sort(made, norm.beta.detach()).unsqueeze(1)
+        return y, ()
+    mean, var = norm_rows.mean_rows[t], norm_rows.var_rows[t]
     if stack.batch_stats:
-        mu = us.mean(1, keepdim=True)
-        centred = us - mu
-        var = (centred * centred).mean(1, keepdim=True)
-        norm.running_mean.lerp_(_unsort(made, mu.squeeze(1)), norm.momentum)
-        norm.running_var.lerp_(_unsort(made, var.squeeze(1)), norm.momentum)
+        torch.mean(us, 1, out=mean)
+        centred = us - mean.unsqueeze(1)
+        torch.mean(centred.square(), 1, out=var)
     else:
-        centred = us - _sort(made, norm.running_mean).unsqueeze(1)
-        var = _sort(made, norm.running_var).unsqueeze(1)
-    inv_std = var.add(norm.eps).rsqrt_()
-    scale = torch.exp(log_gamma).mul_(inv_std)
-    y = torch.addcmul(beta, centred, scale)
-    norm_log_det = log_gamma.sum() + inv_std.log().sum()
-    return y, norm_log_det, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
+        centred = us - mean.unsqueeze(1)
+    inv_std = var.add(norm_rows.eps).rsqrt_().unsqueeze(1)
+    scale = inv_std * norm_rows.gamma_cols[t]
+    y = torch.addcmul(norm_rows.beta_cols[t], centred, scale)
+    return y, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
 
 
 def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
@@ -172,81 +244,89 @@ def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Te
 
 def _stack_forward(
     x: Tensor, context: Tensor | None, stack: _Stack, save: bool
-) -> tuple[Tensor, Tensor, list[tuple], list[Tensor]]:
-    """``z`` ``(batch, features)``, ``log_det`` ``(batch,)``, each flow's saved tensors, and
-    the ``(flows, units, batch)`` inputs of every MADE layer (when ``save``)."""
+) -> tuple[Tensor, Tensor, list[tuple], list[Tensor], _NormRows | None]:
+    """``z`` ``(batch, features)``, ``log_det`` ``(batch,)``, each flow's saved tensors, the
+    ``(flows, units, batch)`` inputs of every MADE layer (when ``save``) and the norms' rows."""
     mades = stack.mades
     log_det = x.new_zeros(x.shape[0])
-    norm_log_det = x.new_zeros(())
     context_t = context.t().contiguous() if context is not None else None
     h = _sort(mades[0], x.t()).contiguous()
     layer_inputs = _layer_buffers(stack, x.shape[0], x, inputs=True) if save else []
+    frozen = not save and not stack.batch_stats  # batch norm as cached affine maps
+    norm_rows = _norm_rows(stack, x) if stack.norms and not frozen else None
     saved = []
+    per_flow = list(zip(*[buffer.unbind(0) for buffer in layer_inputs], strict=True))
     for t, made in enumerate(mades):
-        inputs = [buffer[t] for buffer in layer_inputs] if save else None
-        y, nld, flow_saved = _flow_forward(stack, t, h, context_t, log_det, inputs)
-        norm_log_det += nld
+        inputs = per_flow[t] if save else None
+        y, flow_saved = _flow_forward(stack, t, h, context_t, log_det, inputs, norm_rows)
         saved.append(flow_saved)
         h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
-    return h.t().contiguous(), log_det.add_(norm_log_det), saved, layer_inputs
+    if norm_rows is not None:
+        log_det.add_(_norms_log_det(stack, norm_rows))
+    elif stack.norms:
+        log_det.add_(sum(norm.frozen()[2] for norm in stack.norms))
+    return h.t().contiguous(), log_det, saved, layer_inputs, norm_rows
 
 
 def _flow_backward(
     stack: _Stack,
     t: int,
     grad_y: Tensor,
-    grad_log_det: Tensor,
+    grad_log_det: tuple[Tensor, Tensor],
     saved: tuple,
     input_grad: bool,
     grads: Sequence[Tensor],
-) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+    norm_grads: tuple[Tensor, Tensor] | None,
+) -> tuple[Tensor | None, Tensor | None]:
     """Backward of flow ``t`` up to its MADE's layer outputs (weight gradients come later).
 
     Args:
         grad_y: ``(features, batch)`` gradient of the flow's output, its generation order.
-        grad_log_det: ``(batch,)`` gradient of the total log-det.
+        grad_log_det: The gradient of the total log-det ``g`` ``(batch,)`` as ``(g.sum(),
+            -4 g)`` (``(1, batch)``), the forms the batch norm and the log-scale take.
         saved: The tensors :func:`_flow_forward` saved.
         input_grad: Whether the MADE's input gradient is needed (false only for the first
             flow when neither the data nor the context needs a gradient).
         grads: Per MADE layer, ``(units, batch)``, filled with the gradient of its output.
+        norm_grads: ``(features,)`` rows to write the gradients of the batch norm's
+            ``log_gamma`` and ``beta`` into (generation order), or ``None`` without.
 
     Returns:
-        ``grad_xs`` ``(features, batch)``, ``grad_context`` ``(context, batch)`` or ``None``,
-        and the batch-norm parameter gradients (``log_gamma``, ``beta``; none without).
+        ``grad_xs`` ``(features, batch)`` (``None`` without ``input_grad``) and
+        ``grad_context`` ``(context, batch)`` or ``None``.
     """
     made = stack.mades[t]
     n = grad_y.shape[1]
+    total, minus_4g = grad_log_det
     values, keeps, sig, inv_scale, us = saved[:5]
-    norm_grads: list[Tensor] = []
-    if stack.norms:
+    if norm_grads is not None:
         centred, inv_std, scale = saved[5:]
-        total = grad_log_det.sum()  # the norm's log-det is added to every row
-        grad_beta = grad_y.sum(1, keepdim=True)
-        grad_log_gamma = (grad_y * centred).sum(1, keepdim=True).mul_(scale).add_(total)
-        grad_u = grad_y * scale
+        grad_log_gamma, grad_beta = norm_grads
+        torch.sum(grad_y, 1, out=grad_beta)
+        # log_gamma: through y, plus the log-det's 1 per row (summed over the batch).
+        torch.addcmul(total, (grad_y * centred).sum(1), scale.squeeze(1), out=grad_log_gamma)
         if stack.batch_stats:
-            # Through mu and var, as in batch norm's backward, plus d log-det / d var.
-            grad_u.sub_(grad_beta * scale / n)
-            grad_u.addcmul_(centred, grad_log_gamma * inv_std * inv_std, value=-1.0 / n)
-        norm_grads = [_unsort(made, grad_log_gamma.squeeze(1)), _unsort(made, grad_beta.squeeze(1))]
+            # Through the batch mean and variance as batch norm's backward goes, plus the
+            # log-det's -log(var + eps) / 2: var's gradient is -grad_log_gamma / 2 var.
+            grad_u = torch.sub(grad_y, grad_beta.unsqueeze(1), alpha=1.0 / n).mul_(scale)
+            coeff = torch.mul(inv_std, inv_std).mul_(grad_log_gamma.unsqueeze(1))
+            grad_u.addcmul_(centred, coeff, value=-1.0 / n)
+        else:
+            grad_u = grad_y * scale
     else:
         grad_u = grad_y
-    grad_xs = grad_u * inv_scale
     grad_out = grads[-1].view(made.features, 2, n)
-    torch.neg(grad_xs, out=grad_out[:, 0])
-    # log_scale: us = (xs - mean) exp(-log_scale) gives -grad_u us, the log-det -1 per row;
-    # d log_scale / d raw = 4 sig (1 - sig).
-    grad_log_scale = torch.addcmul(grad_log_det.unsqueeze(0), grad_u, us)
-    torch.mul(grad_log_scale, torch.mul(sig, sig).sub_(sig), out=grad_out[:, 1]).mul_(4.0)
-    grad_in = mlp_input_grads_t(
-        grads, values, stack.views[t], stack.activation, input_grad, keeps
-    )
-    grad_context = None
-    if grad_in is not None:
-        c = made.context_features
-        grad_context = grad_in[:c] if c else None
-        grad_xs.add_(grad_in[c:])
-    return grad_xs, grad_context, norm_grads
+    grad_out_mean, grad_out_scale = grad_out.unbind(1)
+    grad_mean = torch.mul(grad_u, inv_scale, out=grad_out_mean).neg_()
+    # log_scale = 2b sigmoid(2 raw / b) - b: us = (xs - mean) exp(-log_scale) and the
+    # log-det's -1 per row give -(g + grad_u us), times d log_scale / d raw = 4 sig (1 - sig).
+    grad_log_scale = torch.addcmul(minus_4g, grad_u, us, value=-4.0)
+    torch.ops.aten.sigmoid_backward.grad_input(grad_log_scale, sig, grad_input=grad_out_scale)
+    grad_in = mlp_input_grads_t(grads, values, stack.views[t], stack.activation, input_grad, keeps)
+    if grad_in is None:
+        return None, None
+    c = made.context_features
+    return torch.sub(grad_in[c:], grad_mean), grad_in[:c] if c else None
 
 
 def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> list[list[Tensor]]:
@@ -282,7 +362,8 @@ def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> l
         for i, layer_shapes in enumerate(shapes[0]):
             outs = [next(chunks).view(flows, r, c) for r, c in layer_shapes]
             per_layer.append(block_weight_grads_t(grads[i], inputs[i], layers[0][i], outs))
-        weights = [[[w[t] for w in blocks] for blocks in per_layer] for t in range(flows)]
+        unbound = [[w.unbind(0) for w in blocks] for blocks in per_layer]
+        weights = [[[w[t] for w in blocks] for blocks in unbound] for t in range(flows)]
     else:
         chunks = iter(flat)
         for t in range(flows):
@@ -294,8 +375,8 @@ def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> l
                 )
             weights.append(flow_weights)
     return [
-        [g for blocks, b in zip(weights[t], biases, strict=True) for g in (*blocks, b[t])]
-        for t in range(flows)
+        [g for blocks, b in zip(weights[t], bias_rows, strict=True) for g in (*blocks, b)]
+        for t, bias_rows in enumerate(zip(*[b.unbind(0) for b in biases], strict=True))
     ]
 
 
@@ -307,48 +388,58 @@ def _flow_params(made: MADE, norm: nn.Module | None) -> list[Tensor]:
 class _MAFStack(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, context, stack, *params):  # noqa: ANN001, ANN205
-        z, log_det, saved, layer_inputs = _stack_forward(x, context, stack, save=True)
+        z, log_det, saved, layer_inputs, norm_rows = _stack_forward(x, context, stack, save=True)
         ctx.save_for_backward(*params)  # only for autograd's in-place modification check
         ctx.stack = stack
         ctx.flows = saved
         ctx.layer_inputs = layer_inputs
+        ctx.norm_rows = norm_rows
         return z, log_det
 
     @staticmethod
     def backward(ctx, grad_z, grad_log_det):  # noqa: ANN001, ANN205
         stack = ctx.stack
         mades = stack.mades
+        flows = len(mades)
         saved = ctx.flows
         _ = ctx.saved_tensors  # raises if a parameter was changed in place since forward
         grad_y = _sort(mades[-1], grad_z.t()).contiguous()
         input_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_context = None
         grads = _layer_buffers(stack, grad_z.shape[0], grad_z, inputs=False)
-        norm_grads = []
-        for t in reversed(range(len(mades))):
-            grad_xs, grad_c, flow_norm_grads = _flow_backward(
+        # log_gamma and beta gradients of every flow, rows in generation order.
+        norm_grads = grad_z.new_empty(2, flows, mades[0].features) if stack.norms else None
+        log_det_forms = (grad_log_det.sum(), grad_log_det.mul(-4.0).unsqueeze(0))
+        grad_xs = None
+        per_flow = list(zip(*[g.unbind(0) for g in grads], strict=True))
+        norm_rows = (
+            list(zip(norm_grads[0].unbind(0), norm_grads[1].unbind(0), strict=True))
+            if norm_grads is not None
+            else None
+        )
+        for t in reversed(range(flows)):
+            grad_xs, grad_c = _flow_backward(
                 stack,
                 t,
                 grad_y,
-                grad_log_det,
+                log_det_forms,
                 saved[t],
                 t > 0 or input_grad,
-                [g[t] for g in grads],
+                per_flow[t],
+                norm_rows[t] if norm_rows is not None else None,
             )
-            norm_grads.append(flow_norm_grads)
             if grad_c is not None and ctx.needs_input_grad[1]:
                 grad_context = grad_c if grad_context is None else grad_context + grad_c
             if t > 0:
                 grad_y = _reorder(mades[t], mades[t - 1], grad_xs)
         grad_x = _unsort(mades[0], grad_xs).t() if ctx.needs_input_grad[0] else None
         grad_context = grad_context.t() if grad_context is not None else None
-        made_grads = _weight_grads(stack, grads, ctx.layer_inputs)
-        params = [
-            g
-            for flow_grads, flow_norm in zip(made_grads, reversed(norm_grads), strict=True)
-            for g in flow_grads + flow_norm
-        ]
-        return grad_x, grad_context, None, *params
+        params = _weight_grads(stack, grads, ctx.layer_inputs)
+        if norm_grads is not None:
+            log_gamma, beta = _data_rows(norm_grads, ctx.norm_rows).unbind(0)
+            for t, pair in enumerate(zip(log_gamma.unbind(0), beta.unbind(0), strict=True)):
+                params[t] += pair
+        return grad_x, grad_context, None, *[g for flow in params for g in flow]
 
 
 def maf_stack(
@@ -396,7 +487,7 @@ def maf_stack(
     )
     if not grad:
         with torch.no_grad():
-            z, log_det, _, _ = _stack_forward(x, context, stack, save=False)
+            z, log_det, _, _, _ = _stack_forward(x, context, stack, save=False)
         return z, log_det
     return _MAFStack.apply(x, context, stack, *params)
 
