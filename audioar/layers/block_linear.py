@@ -83,10 +83,30 @@ def triangular_blocks(mask: Tensor, num_blocks: int = 2) -> list[Block]:
 _PRESCALE = {"tanh": 2.0}
 
 
+_CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
+
+
+def constant(value: float, like: Tensor) -> Tensor:
+    """``value`` as a cached 0-dim tensor with ``like``'s dtype and device (never modify it).
+
+    An operation given a Python number first wraps it in a new tensor and converts that,
+    some 3 µs on CPU, about what the arithmetic on a ``(257, 100)`` tensor costs; the fast
+    paths pass these constants instead (``x.mul_(2.0)`` 6.9 µs, ``x.mul_(constant(2.0, x))``
+    3.4 µs, measured).
+    """
+    key = (value, like.dtype, like.device)
+    found = _CONSTANTS.get(key)
+    if found is None:
+        if len(_CONSTANTS) > 1024:  # e.g. 1 / n for many batch sizes
+            _CONSTANTS.clear()
+        found = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return found
+
+
 def _activate_prescaled_(out: Tensor, activation: str) -> Tensor:
     """Finish an activation in place on ``_PRESCALE[activation] * z``."""
     if activation == "tanh":
-        out.sigmoid_().mul_(2.0).sub_(1.0)
+        out.sigmoid_().mul_(constant(2.0, out)).sub_(constant(1.0, out))
     elif activation == "relu":
         out.relu_()
     return out

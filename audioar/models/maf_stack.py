@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from audioar.layers.block_linear import (
     BlockViews,
     block_weight_grads_t,
+    constant,
     mlp_forward_t,
     mlp_input_grads_t,
     tanh_folded_mlp_t,
@@ -211,8 +212,8 @@ def _flow_forward(
     out = out.view(made.features, 2, n)
     bound = stack.bound
     mean_out, raw_scale = out.unbind(1)
-    sig = torch.sigmoid(raw_scale * (2.0 / bound))
-    log_scale = torch.mul(sig, 2.0 * bound).sub_(bound)
+    sig = torch.sigmoid(raw_scale * constant(2.0 / bound, xs))
+    log_scale = torch.mul(sig, constant(2.0 * bound, xs)).sub_(constant(bound, xs))
     log_det.sub_(log_scale.sum(0))
     inv_scale = log_scale.neg_().exp_()
     us = torch.sub(xs, mean_out).mul_(inv_scale)
@@ -224,12 +225,13 @@ def _flow_forward(
         return y, ()
     mean, var = norm_rows.mean_rows[t], norm_rows.var_rows[t]
     if stack.batch_stats:
-        torch.mean(us, 1, out=mean)
+        per_row = constant(1.0 / n, us)  # sum, then times 1 / n: a mean without a wrapped n
+        torch.sum(us, 1, out=mean).mul_(per_row)
         centred = us - mean.unsqueeze(1)
-        torch.mean(centred.square(), 1, out=var)
+        torch.sum(centred.square(), 1, out=var).mul_(per_row)
     else:
         centred = us - mean.unsqueeze(1)
-    inv_std = var.add(norm_rows.eps).rsqrt_().unsqueeze(1)
+    inv_std = var.add(constant(norm_rows.eps, var)).rsqrt_().unsqueeze(1)
     scale = inv_std * norm_rows.gamma_cols[t]
     y = torch.addcmul(norm_rows.beta_cols[t], centred, scale)
     return y, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
