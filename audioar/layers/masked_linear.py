@@ -140,7 +140,7 @@ class BlockMaskedLinear(nn.Module):
         )
         self.bias = dense.bias
         self._float_cache: tuple[tuple, Tensor] | None = None
-        self._dense_cache: tuple[tuple, Tensor] | None = None
+        self._dense_cache: tuple[tuple, tuple, Tensor] | None = None
         self.register_state_dict_post_hook(_dense_weight_in_state)
         self.register_load_state_dict_pre_hook(_blocks_from_dense_weight)
         self.register_load_state_dict_post_hook(_mask_after_load)
@@ -175,17 +175,28 @@ class BlockMaskedLinear(nn.Module):
     def masked_weight(self) -> Tensor:
         """The effective dense weight ``(out_features, in_features)``, zero where masked.
 
-        Assembled from the blocks (differentiably when autograd records); without autograd
-        it is cached until a block changes (in-place version counters).
+        Assembled from the blocks (differentiably when autograd records). Without autograd
+        it is cached, and refreshed in place when a block changes (in-place version
+        counters), so views of it taken earlier (incremental sampling keeps some) stay valid.
         """
         weights = self.stored_weights()
         if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
             return self._assemble() * self.float_mask()
-        key = tuple((w.data_ptr(), w._version) for w in weights)
-        if self._dense_cache is None or self._dense_cache[0] != key:
+        storage = tuple(w.data_ptr() for w in weights)
+        versions = tuple(w._version for w in weights)
+        cache = self._dense_cache
+        if cache is None or cache[0] != storage:
             with torch.no_grad():
-                self._dense_cache = (key, self._assemble())
-        return self._dense_cache[1]
+                dense = self._assemble()
+        elif cache[1] != versions:
+            dense = cache[2]
+            with torch.no_grad():
+                for (r0, r1, _, c1), w in zip(self.blocks, weights, strict=True):
+                    dense[r0:r1, :c1].copy_(w)
+        else:
+            return cache[2]
+        self._dense_cache = (storage, versions, dense)
+        return dense
 
     def _assemble(self) -> Tensor:
         rows = [F.pad(w, (0, self.in_features - w.shape[1])) for w in self.stored_weights()]

@@ -447,12 +447,12 @@ class MADE(nn.Module):
         its value goes to. Slicing all of this anew for every feature of every call costs
         as much as the products themselves.
         """
-        params = [w for layer in self.layers for w in layer.stored_weights()]
-        key = (n, dtype, device, tuple((w.data_ptr(), w._version) for w in params))
+        # Dense weights, refreshed in place after parameter updates: the views stay valid.
+        weights = [layer.masked_weight() for layer in self.layers]
+        key = (n, dtype, device, tuple(w.data_ptr() for w in weights))
         if self._inc is not None and self._inc[0] == key:
             return self._inc[1]
         c, u, p = self.context_features, self.units_per_feature, self.params_per_feature
-        weights = [layer.masked_weight().detach() for layer in self.layers]
         biases = [layer.bias.detach() for layer in self.layers]
         acts = [torch.zeros(n, c + self.features * u, dtype=dtype, device=device)]
         acts += [torch.zeros(n, w.shape[0], dtype=dtype, device=device) for w in weights[:-1]]
