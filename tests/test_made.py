@@ -183,11 +183,14 @@ def test_cached_fast_path_views_follow_the_parameters():
             for w in layer.weight_blocks:
                 w.mul_(1.5)
             layer.bias.add_(0.25)
+        # A copy that never cached anything: its slow path is the truth after the update.
+        fresh = MADE(6, (16, 16), "gaussian", "random", activation="tanh", num_blocks=3)
+        fresh.load_state_dict(made.state_dict())
         for n in (3, 7):  # and a batch size the cache has not seen
             torch.manual_seed(1)
             quick = made.sample(n)
             torch.manual_seed(1)
-            slow = made.autoregress(n, lambda k, p: made._draw(p), incremental=False)
+            slow = fresh.autoregress(n, lambda k, p: fresh._draw(p), incremental=False)
             torch.testing.assert_close(quick, slow, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(
             made._params_sorted(x, fast=True), made._params_sorted(x, fast=False)
