@@ -6,11 +6,14 @@ is (block) lower-triangular. Splitting the rows into a few blocks and multiplyin
 only the columns it can see skips up to half of the multiply-adds (a quarter with the
 default two blocks), in the forward pass and in both backward products.
 
-The fast path relies on one invariant that :class:`~audioar.layers.MaskedLinear` keeps:
-**the raw weight is zero wherever the mask is** (masked at initialisation and on loading,
-and every gradient it receives is masked, so no standard optimiser moves those entries).
-The forward products then use the raw weight as it is, and only the backward pass touches
-the mask: on each block's "staircase" (the columns some but not all of its rows may see).
+The fast path relies on one invariant that :class:`~audioar.layers.MaskedLinear` and
+:class:`~audioar.layers.BlockMaskedLinear` keep: **the raw weight is zero wherever the mask
+is** (masked at initialisation and on loading, and every gradient it receives is masked,
+so no standard optimiser moves those entries). The forward products then use the raw
+weight as it is, and only the backward pass touches the mask: on each block's "staircase"
+(the columns some but not all of its rows may see). ``BlockMaskedLinear`` (MADE's layer)
+stores only the blocks, so the columns a whole block cannot see cost neither memory nor
+optimiser work.
 
 :func:`block_masked_mlp` runs a whole masked MLP as one autograd node with a hand-written
 backward: one node instead of a dozen per layer, every block product written straight into
