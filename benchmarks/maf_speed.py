@@ -27,10 +27,11 @@ from audioar.models import MAF
 FEATURES, FLOWS, HIDDEN, BATCH = 257, 10, (512, 512), 100
 
 
-def build(name, device):
+def build(name, device, num_blocks=None):
     torch.manual_seed(0)
     if name.startswith("audioar"):
-        model = MAF(FEATURES, FLOWS, HIDDEN, "tanh", batch_norm=(name != "audioar-nobn"))
+        blocks = {} if num_blocks is None else {"num_blocks": num_blocks}
+        model = MAF(FEATURES, FLOWS, HIDDEN, "tanh", batch_norm=(name != "audioar-nobn"), **blocks)
         model.block_sparse = name != "audioar-ref"
         return model.to(device)
     if name == "zuko":
@@ -121,6 +122,9 @@ def main():
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
     parser.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) for all")
     parser.add_argument(
+        "--num-blocks", type=int, default=None, help="audioar's row blocks per layer (MAF default)"
+    )
+    parser.add_argument(
         "--models", default="audioar,audioar-nobn,audioar-ref,zuko,nflows", help="comma list"
     )
     parser.add_argument("--tasks", default="train,log_prob,sample")
@@ -131,7 +135,7 @@ def main():
     tasks = args.tasks.split(",")
     torch.manual_seed(0)
     data = torch.randn(10 * BATCH, FEATURES, device=device) * 2.0 + 1.0
-    models = {name: build(name, device) for name in names}
+    models = {name: build(name, device, args.num_blocks) for name in names}
     opts = {
         name: torch.optim.Adam(m.parameters(), lr=1e-4, fused=args.fused_adam or None)
         for name, m in models.items()
@@ -154,12 +158,20 @@ def main():
             if "sample" in tasks:
                 results[name, "sample"].append(time_sample(name, model, args.sample_calls, device))
     amp = " + bf16 autocast" if args.amp else ""
+    blocks = next(
+        (len(m.mades[0].layers[0].blocks) for n, m in models.items() if n.startswith("audioar")),
+        None,
+    )
     adam = "fused Adam" if args.fused_adam else "Adam"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    omp = os.environ.get("OMP_WAIT_POLICY", "unset")
+    if "GOMP_SPINCOUNT" in os.environ:
+        omp += f", GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
     print(
         f"MAF speed, D={FEATURES}, {FLOWS} flows, 2x{HIDDEN[0]} tanh, batch {BATCH}, {adam}, "
         f"device {args.device}{amp}, {args.threads} threads, median of {args.rounds} rounds "
-        f"(load average at the end: {load:.1f})"
+        f"(load average at the end: {load:.1f}; OMP_WAIT_POLICY={omp}"
+        + (f"; audioar num_blocks={blocks})" if blocks is not None else ")")
     )
     print(f"{'model':<14}" + "".join(f"{t + ' /s':>14}{'x zuko':>8}" for t in tasks))
     for name in names:

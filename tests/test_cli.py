@@ -1,6 +1,7 @@
 """The command line: happy path on a tiny data set, and one clear line for bad input."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -109,3 +110,32 @@ def test_bad_input_gives_one_clear_line(run, tones, tmp_path):
     assert_one_line_error(invoke("evaluate", "--model", tmp_path / "norun"), "norun")
     assert_one_line_error(invoke("report", tmp_path / "norun"), "norun")
     assert_one_line_error(invoke("fit", "--data", tones, "--out", run), "exists")
+
+
+@pytest.mark.parametrize(
+    ("environ", "busy", "expected"),
+    [
+        ({}, 0.1, {"GOMP_SPINCOUNT": "10000"}),  # idle: a short spin
+        ({}, 0.49, {"GOMP_SPINCOUNT": "10000"}),
+        ({}, 0.5, {"OMP_WAIT_POLICY": "PASSIVE"}),  # half the cores busy: sleep
+        ({}, 1.0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        ({}, float("nan"), {"OMP_WAIT_POLICY": "PASSIVE"}),  # unknown
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, 1.0, {}),  # the user's choice wins
+        ({"GOMP_SPINCOUNT": "0"}, 0.0, {}),
+    ],
+)
+def test_openmp_wait_follows_the_load_and_the_user(environ, busy, expected):
+    from audioar_cli.openmp import openmp_wait_settings
+
+    assert openmp_wait_settings(environ, busy) == expected
+
+
+def test_busy_share_reads_proc_stat_lines():
+    from audioar_cli.openmp import busy_share
+
+    before = "cpu  100 0 50 800 50 0 0 0 0 0"
+    # 300 jiffies pass: 120 user + 30 system busy, 140 idle + 10 iowait idle.
+    after = "cpu  220 0 80 940 60 0 0 0 0 0"
+    assert busy_share(before, after) == pytest.approx(0.5)
+    assert math.isnan(busy_share(before, before))  # no time passed
+    assert math.isnan(busy_share("cpu  x y", after))
