@@ -15,7 +15,29 @@ from audioar.layers.block_linear import triangular_blocks
 __all__ = ["MaskedLinear", "BlockMaskedLinear"]
 
 
-class MaskedLinear(nn.Linear):
+def _check_mask(mask: Tensor) -> None:
+    if mask.ndim != 2 or mask.dtype != torch.bool:
+        raise ConfigError(
+            f"mask must be a 2-D boolean tensor, got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
+class _MaskedProduct:
+    """The forward both masked layers share: one dense product with :meth:`masked_weight`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the masked layer (the plain reference path: one dense product).
+
+        Args:
+            x: ``(..., in_features)``.
+
+        Returns:
+            ``(..., out_features)``.
+        """
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+class MaskedLinear(_MaskedProduct, nn.Linear):
     """``y = x @ (weight * mask).T + bias`` with the mask kept as a (saved) buffer.
 
     The raw weight is kept zero wherever the mask is (masked at construction and after
@@ -37,10 +59,7 @@ class MaskedLinear(nn.Linear):
     mask: Tensor
 
     def __init__(self, mask: Tensor, bias: bool = True) -> None:
-        if mask.ndim != 2 or mask.dtype != torch.bool:
-            raise ConfigError(
-                f"mask must be a 2-D boolean tensor, got {mask.dtype} {tuple(mask.shape)}"
-            )
+        _check_mask(mask)
         out_features, in_features = mask.shape
         super().__init__(in_features, out_features, bias=bias)
         self.register_buffer("mask", mask.clone())
@@ -77,24 +96,13 @@ class MaskedLinear(nn.Linear):
             self._cache = (key, (w * m).detach())
         return self._cache[1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the masked layer.
-
-        Args:
-            x: ``(..., in_features)``.
-
-        Returns:
-            ``(..., out_features)``.
-        """
-        return F.linear(x, self.masked_weight(), self.bias)
-
 
 def _mask_after_load(module: MaskedLinear | BlockMaskedLinear, incompatible_keys: object) -> None:
     """``load_state_dict`` post-hook: restore the zero-where-masked invariant."""
     module.apply_mask_()
 
 
-class BlockMaskedLinear(nn.Module):
+class BlockMaskedLinear(_MaskedProduct, nn.Module):
     """A masked linear layer that stores only the weights its mask can reach, block by block.
 
     The rows are split into ``num_blocks`` blocks (:func:`triangular_blocks`); block ``j``
@@ -126,10 +134,7 @@ class BlockMaskedLinear(nn.Module):
     mask: Tensor
 
     def __init__(self, mask: Tensor, num_blocks: int = 2, bias: bool = True) -> None:
-        if mask.ndim != 2 or mask.dtype != torch.bool:
-            raise ConfigError(
-                f"mask must be a 2-D boolean tensor, got {mask.dtype} {tuple(mask.shape)}"
-            )
+        _check_mask(mask)
         super().__init__()
         self.out_features, self.in_features = mask.shape
         self.blocks = triangular_blocks(mask, num_blocks)
@@ -205,17 +210,6 @@ class BlockMaskedLinear(nn.Module):
     def _apply(self, fn: Callable, recurse: bool = True) -> BlockMaskedLinear:  # noqa: D102
         self._float_cache = self._dense_cache = None
         return super()._apply(fn, recurse)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the masked layer (the plain reference: one dense product).
-
-        Args:
-            x: ``(..., in_features)``.
-
-        Returns:
-            ``(..., out_features)``.
-        """
-        return F.linear(x, self.masked_weight(), self.bias)
 
     def extra_repr(self) -> str:  # noqa: D102
         stored = sum(w.numel() for w in self.weight_blocks)
