@@ -16,8 +16,9 @@ So the command line picks by how busy the machine is when it starts: passive wai
 other work keeps half the cores or more busy, a short spin otherwise (the FSDD "zero" fit:
 14.3 s -> 10.9 s on an idle machine). Busy is measured over 0.1 s from ``/proc/stat``
 (the load average lags by minutes: right after a fit it still counts that fit), or taken
-from the load average where there is no ``/proc/stat``. A setting already in the
-environment wins. This must run before torch is imported: OpenMP reads these once.
+from the load average where there is no ``/proc/stat`` (inside a container ``/proc/stat``
+may count the whole host's cores: the share, not a count, is compared). A setting already
+in the environment wins. This must run before torch is imported: OpenMP reads these once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ import os
 import time
 from collections.abc import Mapping
 
-__all__ = ["apply_openmp_wait_settings", "busy_share", "openmp_wait_settings"]
+__all__ = [
+    "apply_openmp_wait_settings",
+    "busy_share",
+    "measured_busy_share",
+    "openmp_wait_settings",
+]
 
 _SET_BY_USER = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 SHORT_SPIN = "10000"  # spin iterations before sleeping (libgomp's default is 300,000)
