@@ -76,7 +76,7 @@ class MADEConfig:
     log_scale_bound: float = 5.0  # log-scales are soft-clamped to (-bound, bound)
     seed: int = 0  # seeds random orders and random hidden degrees
     block_sparse: bool = True  # fast path: skip the zero blocks of the masked weights
-    num_blocks: int = 2  # row blocks per layer for the fast path (2: fastest measured on CPU)
+    num_blocks: int = 2  # row blocks per layer for the fast path (see MADE's docstring)
 
 
 class MADE(nn.Module):
@@ -102,7 +102,9 @@ class MADE(nn.Module):
         seed: Seed for random orders / degrees, default ``0``.
         block_sparse: Use the block-triangular fast path, default ``True``.
         num_blocks: Row blocks per layer for that path, default ``2`` (more blocks skip
-            more multiply-adds but run smaller, less efficient products).
+            more multiply-adds but run more, smaller products: on 2 CPU cores ``4`` made a
+            MAF training step ~6 % faster when OpenMP threads spin and 25 % slower when
+            they wait passively, each product then waking them).
 
     Example:
         >>> made = MADE(8, hidden_features=(64, 64))
