@@ -151,16 +151,17 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     torch.testing.assert_close(fast[3], ref[3], rtol=1e-5, atol=1e-6)
     for a, b in zip(fast[4], ref[4], strict=True):  # gradients of the data and the context
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    masks = {
-        id(w): m
+    assert (maf.stacked is not None) == (degrees == "equal")  # flows' parameters stacked
+    masks = {  # a block's mask, by its own parameter or by the stack it borrows a row of
+        id(w if w._base is None else w._base): m
         for made in maf.mades
         for layer in made.layers
-        for w, m in zip(layer.weight_blocks, layer.block_masks(), strict=True)
+        for w, m in zip(layer.stored_weights(), layer.block_masks(), strict=True)
     }
     for p, a, b in zip(maf.parameters(), fast[1], ref[1], strict=True):
         mask = masks.get(id(p))
         if mask is not None:
-            assert (a[~mask] == 0).all()
+            assert (a.masked_fill(mask, 0) == 0).all()
             a, b = a * mask, b * mask
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     cs = torch.randn(5, context) if context else None
@@ -288,3 +289,94 @@ def test_state_dict_holds_dense_weights_and_round_trips():
     assert not torch.allclose(other.log_prob(x), maf.log_prob(x))
     other.load_state_dict(state)
     torch.testing.assert_close(other.log_prob(x), maf.log_prob(x))
+
+
+def test_flows_borrow_rows_of_stacked_parameters():
+    """With shared masks the flows' parameters are stacked, one tensor per layer block, bias
+    and batch-norm parameter; each flow still saves, loads and differentiates its own."""
+    torch.manual_seed(0)
+    maf = MAF(6, num_flows=3, hidden_features=(12, 12), num_blocks=2)
+    params = list(maf.parameters())
+    assert len(params) == 3 * (2 + 1) + 2  # 3 layers of 2 blocks and a bias, log_gamma, beta
+    assert all(p.shape[0] == 3 for p in params)
+    assert list(maf.mades[1].parameters()) == [] and list(maf.norms[1].parameters()) == []
+    assert maf.mades[1].layers[2].bias.data_ptr() == params[8][1].data_ptr()
+    # The state dict is the per-flow one, and loads into a MAF that does not stack.
+    state = maf.state_dict()
+    unstacked = MAF(6, num_flows=3, hidden_features=(12, 12), hidden_degrees="random")
+    assert unstacked.stacked is None
+    assert sorted(state) == sorted(unstacked.state_dict())
+    assert not any(key.startswith("stacked") for key in state)
+    other = MAF(6, num_flows=3, hidden_features=(12, 12), num_blocks=2, seed=5)
+    bad = dict(state, **{"mades.1.layers.0.bias": torch.zeros(5)})
+    with pytest.raises(RuntimeError, match="mades.1.layers.0.bias"):
+        other.load_state_dict(bad)
+    missing = {k: v for k, v in state.items() if k != "norms.2.beta"}
+    with pytest.raises(RuntimeError, match="norms.2.beta"):
+        other.load_state_dict(missing)
+    x = torch.randn(16, 6)
+    other.load_state_dict(state)
+    maf.eval(), other.eval()
+    torch.testing.assert_close(other.log_prob(x), maf.log_prob(x))
+    with torch.no_grad():
+        other.mades[2].layers[0].bias.add_(1.0)  # a row is a view: writes reach the stack
+    assert not torch.allclose(other.log_prob(x), maf.log_prob(x))
+    copy = __import__("copy").deepcopy(maf)  # independent stacks, rows borrowed from them
+    with torch.no_grad():
+        copy.stacked[0].add_(0.5)
+    assert torch.equal(copy.mades[0].layers[0].stored_weights()[0], maf.stacked[0][0] + 0.5)
+    # Reference path: the rows of one stack come from one unbind that later passes reuse
+    # while the stack is unchanged; two passes without a step accumulate twice the gradient.
+    maf.train().block_sparse = False
+    (-maf.log_prob(x).mean()).backward()
+    once = [p.grad.clone() for p in maf.parameters()]
+    (-maf.log_prob(x).mean()).backward()
+    for p, g in zip(maf.parameters(), once, strict=True):
+        torch.testing.assert_close(p.grad, 2 * g)
+    maf.zero_grad()
+    maf.block_sparse = True
+    (-maf.log_prob(x).mean()).backward()
+    for p, g in zip(maf.parameters(), once, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+    maf.double()  # new storage: rows are taken again
+    maf.block_sparse = False
+    ref = maf.log_prob(x.double())
+    maf.block_sparse = True
+    torch.testing.assert_close(maf.log_prob(x.double()), ref)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_evaluation_without_autograd_follows_changes(batch_norm):
+    """Evaluation without autograd folds each batch norm into its flow's affine map and keeps
+    the folded columns between calls: they must follow every parameter and statistic change."""
+    torch.manual_seed(0)
+    maf = MAF(7, num_flows=3, hidden_features=(16, 16), batch_norm=batch_norm)
+    x = torch.randn(20, 7)
+    maf.train()
+    maf.log_prob(x)  # running statistics move off their initial values
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        maf.eval()
+        with torch.no_grad():
+            fast = maf.log_prob(x)
+            maf.block_sparse = False
+            ref = maf.log_prob(x)
+            maf.block_sparse = True
+        return fast, ref
+
+    first = both()
+    torch.testing.assert_close(*first, rtol=1e-5, atol=1e-4)
+    with torch.no_grad():
+        maf.mades[1].layers[2].bias.add_(0.2)
+        if batch_norm:
+            maf.norms[1].beta.add_(0.3)
+            maf.norms[2].log_gamma.sub_(0.1)
+    second = both()
+    torch.testing.assert_close(*second, rtol=1e-5, atol=1e-4)
+    assert not torch.allclose(first[0], second[0])
+    if batch_norm:
+        maf.train()
+        maf.log_prob(x * 2.0)  # new running statistics only
+        third = both()
+        torch.testing.assert_close(*third, rtol=1e-5, atol=1e-4)
+        assert not torch.allclose(second[0], third[0])

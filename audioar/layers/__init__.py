@@ -13,6 +13,7 @@ from audioar.layers.block_linear import (
     triangular_blocks,
     weight_grad_t,
 )
+from audioar.layers.borrowed import BorrowsParameters, stack_and_lend
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
 from audioar.layers.masked_linear import BlockMaskedLinear, MaskedLinear
@@ -45,4 +46,5 @@ __all__ += [
     "made_degrees",
     "made_masks",
 ]
+__all__ += ["BorrowsParameters", "stack_and_lend"]
 __all__ += ["CausalConv1d", "ConvQueue", "GatedResidualBlock", "gated_activation"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from audioar.errors import ConfigError
 from audioar.layers.block_linear import triangular_blocks
+from audioar.layers.borrowed import BorrowsParameters
 
 __all__ = ["MaskedLinear", "BlockMaskedLinear"]
 
@@ -102,7 +103,7 @@ def _mask_after_load(module: MaskedLinear | BlockMaskedLinear, incompatible_keys
     module.apply_mask_()
 
 
-class BlockMaskedLinear(_MaskedProduct, nn.Module):
+class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
     """A masked linear layer that stores only the weights its mask can reach, block by block.
 
     The rows are split into ``num_blocks`` blocks (:func:`triangular_blocks`); block ``j``
@@ -112,6 +113,11 @@ class BlockMaskedLinear(_MaskedProduct, nn.Module):
     columns a whole block cannot see are never stored, multiplied or given optimiser state.
     Inside a block, entries the mask cuts are kept zero (the invariant of
     :class:`MaskedLinear`: masked at construction and on loading, gradients masked).
+
+    Its block weights and bias may be borrowed from stacks shared by like layers
+    (:meth:`~audioar.layers.borrowed.BorrowsParameters.borrow`, names ``weight_blocks.j``
+    and ``bias``; a MAF does this for its flows): :meth:`stored_weights` and ``bias`` then
+    read the layer's rows and :attr:`weight_blocks` is empty.
 
     It computes what :class:`MaskedLinear` computes, from the same initial values (the same
     random draws), and its state dict holds the dense weight under ``weight``, so either
@@ -154,9 +160,30 @@ class BlockMaskedLinear(_MaskedProduct, nn.Module):
         """The blocks' weight parameters, ``(rows, col_end)`` each, in row order.
 
         The same as iterating :attr:`weight_blocks`, without its per-item attribute lookups
-        (a fast path asks for them on every call).
+        (a fast path asks for them on every call). Views of the stacks when borrowed.
         """
+        if self._borrowed is not None and "weight_blocks.0" in self._borrowed:
+            return tuple(self.borrowed(f"weight_blocks.{j}") for j in range(len(self.blocks)))
         return tuple(self.weight_blocks._parameters.values())
+
+    def borrow(  # noqa: D102
+        self, stacks: Mapping[str, Tensor], index: int, rows: Mapping | None = None
+    ) -> None:
+        super().borrow(stacks, index, rows)
+        if any(name.startswith("weight_blocks.") for name in stacks):
+            self.weight_blocks = nn.ParameterList()
+
+    def storage_key(self, versions: bool = False) -> tuple:
+        """Where the weights and bias live (and, with ``versions``, their in-place version
+        counters): equal keys mean views taken of them earlier are still theirs."""
+        borrowed = self.borrowed_key(versions)
+        if borrowed is not None:
+            return borrowed
+        tensors = [*self.weight_blocks._parameters.values()]
+        tensors += [self.bias] if self.bias is not None else []
+        if versions:
+            return (-1, *((t.data_ptr(), t._version) for t in tensors))
+        return (-1, *(t.data_ptr() for t in tensors))
 
     def block_masks(self) -> list[Tensor]:
         """The mask of each stored block, ``(rows, col_end)`` boolean views."""
@@ -165,7 +192,7 @@ class BlockMaskedLinear(_MaskedProduct, nn.Module):
     def apply_mask_(self) -> BlockMaskedLinear:
         """Zero the stored weights where the mask is ``False`` (in place); returns ``self``."""
         with torch.no_grad():
-            for w, m in zip(self.weight_blocks, self.block_masks(), strict=True):
+            for w, m in zip(self.stored_weights(), self.block_masks(), strict=True):
                 w.mul_(m)
         return self
 
@@ -212,7 +239,7 @@ class BlockMaskedLinear(_MaskedProduct, nn.Module):
         return super()._apply(fn, recurse)
 
     def extra_repr(self) -> str:  # noqa: D102
-        stored = sum(w.numel() for w in self.weight_blocks)
+        stored = sum(w.numel() for w in self.stored_weights())
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"blocks={len(self.blocks)}, stored weights={stored} of "
@@ -224,7 +251,7 @@ def _dense_weight_in_state(
     module: BlockMaskedLinear, state: dict[str, Any], prefix: str, local_metadata: object
 ) -> None:
     """``state_dict`` post-hook: the dense ``weight`` in place of the stored blocks."""
-    for j in range(len(module.weight_blocks)):
+    for j in range(len(module.blocks)):
         state.pop(f"{prefix}weight_blocks.{j}", None)
     with torch.no_grad():
         state[f"{prefix}weight"] = module._assemble().detach()

@@ -26,8 +26,13 @@ arithmetic. Here the whole stack is one node with a hand-written backward:
   process's history).
 
 Without autograd (evaluation, scoring) nothing is kept, tanh MADEs run on refolded
-weights (:func:`~audioar.layers.block_linear.tanh_folded_views`) and batch norm is one
-cached affine map (:meth:`BatchNormBijector.frozen`).
+weights (:func:`~audioar.layers.block_linear.tanh_folded_views`) and each batch norm, an
+affine map then (:meth:`BatchNormBijector.frozen`), is folded into its flow's affine
+transform, with columns kept between calls (:func:`_frozen_columns`).
+
+With stacked parameters (:class:`~audioar.models.maf._FlowStacks`, all MADEs sharing their
+masks) the node's inputs are the stacks, ``(flows, ...)`` each, and the batched weight
+gradients are returned as they are computed.
 
 Per flow ``t`` (``xs`` its input, in its generation order)::
 
@@ -95,6 +100,10 @@ class _Stack:
     batch_stats: bool  # batch norm in training mode
     dropout: float  # dropout probability in use on the MADEs' hidden units (0 in evaluation)
     shared_masks: bool  # every MADE has the same blocks and masks (batched weight gradients)
+    eval_cache: dict | None = None  # kept by the MAF between calls (see _frozen_columns)
+    # The MAF's parameters stacked over flows (``(flows, ...)``, in _flow_params order), the
+    # node's inputs then, or None for per-flow parameters.
+    stacked: Sequence[Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,11 +131,16 @@ def _norm_rows(stack: _Stack, like: Tensor) -> _NormRows:
     perm = torch.stack([made.perm for made in mades]) if general else None
     inv_perm = torch.stack([made.inv_perm for made in mades]) if general else None
 
-    def rows(vectors: list[Tensor]) -> Tensor:
-        stacked = torch.stack(vectors)
+    def rows(vectors: list[Tensor] | Tensor) -> Tensor:
+        stacked = vectors if isinstance(vectors, Tensor) else torch.stack(vectors)
         return stacked.gather(1, perm) if perm is not None else stacked
 
-    log_gamma = rows([norm.log_gamma.detach() for norm in norms])
+    if stack.stacked is not None:  # (flows, features) already
+        log_gamma_src, beta_src = stack.stacked[-2].detach(), stack.stacked[-1].detach()
+    else:
+        log_gamma_src = [norm.log_gamma.detach() for norm in norms]
+        beta_src = [norm.beta.detach() for norm in norms]
+    log_gamma = rows(log_gamma_src)
     if stack.batch_stats:
         mean, var = like.new_empty(2, *log_gamma.shape).unbind(0)
     else:
@@ -139,7 +153,7 @@ def _norm_rows(stack: _Stack, like: Tensor) -> _NormRows:
         eps=norms[0].eps,
         inv_perm=inv_perm,
         gamma_cols=log_gamma.exp().unsqueeze(2).unbind(0),
-        beta_cols=rows([norm.beta.detach() for norm in norms]).unsqueeze(2).unbind(0),
+        beta_cols=rows(beta_src).unsqueeze(2).unbind(0),
         mean_rows=mean.unbind(0),
         var_rows=var.unbind(0),
     )
@@ -182,8 +196,8 @@ def _flow_forward(
     Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place (the batch
     norms' part is :func:`_norms_log_det`, for all flows at once). ``inputs`` (for autograd)
     are ``(units, batch)`` tensors to keep each MADE layer's input in; ``None`` (no
-    autograd) saves nothing. ``norm_rows`` is ``None`` without batch norm, and for batch
-    norm in evaluation without autograd (then one cached affine map per flow).
+    autograd) saves nothing. ``norm_rows`` is ``None`` without batch norm. (Evaluation
+    without autograd takes :func:`_flow_evaluate`.)
     """
     made = stack.mades[t]
     n = xs.shape[1]
@@ -219,10 +233,7 @@ def _flow_forward(
     us = torch.sub(xs, mean_out).mul_(inv_scale)
     if not stack.norms:
         return us, (values, keeps, sig, inv_scale, us)
-    if norm_rows is None:  # evaluation without autograd
-        scale, shift, _ = stack.norms[t].frozen()
-        y = torch.addcmul(_sort(made, shift).unsqueeze(1), us, _sort(made, scale).unsqueeze(1))
-        return y, ()
+    assert norm_rows is not None  # batch norm in evaluation without autograd: _flow_evaluate
     mean, var = norm_rows.mean_rows[t], norm_rows.var_rows[t]
     if stack.batch_stats:
         per_row = constant(1.0 / n, us)  # sum, then times 1 / n: a mean without a wrapped n
@@ -235,6 +246,73 @@ def _flow_forward(
     scale = inv_std * norm_rows.gamma_cols[t]
     y = torch.addcmul(norm_rows.beta_cols[t], centred, scale)
     return y, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
+
+
+def _frozen_columns(stack: _Stack, like: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """Evaluation without autograd: each flow's batch norm folded into its affine transform.
+
+    ``y = (xs - mean) exp(-log_scale) scale + shift`` with ``log_scale = 2b s - b`` (``s`` the
+    sigmoid of the MADE's raw scale) is ``(xs - mean) exp(c - 2b s) + shift`` with ``c = b +
+    log(scale)``: per flow the ``(features, 1)`` columns ``c`` and ``shift`` in its
+    generation order, and the sum of every flow's constant log-det (the batch norms' and
+    ``b`` per feature). Kept while every batch norm's cached map (:meth:`frozen`) is the same
+    object, i.e. until a parameter or running statistic changes.
+    """
+    bound = stack.bound
+    maps = [norm.frozen() for norm in stack.norms]
+    cache = stack.eval_cache
+    found = cache.get("columns") if cache is not None else None
+    if (
+        found is not None
+        and found[0] == (bound, like.dtype, like.device)
+        and len(found[1]) == len(maps)
+        and all(a is b for a, b in zip(found[1], maps, strict=True))
+    ):
+        return found[2], found[3]
+    features = stack.mades[0].features
+    columns = []
+    with torch.no_grad():
+        for made, (scale, shift, _) in zip(stack.mades, maps, strict=True):
+            c = _sort(made, scale).log().add_(bound).unsqueeze(1)
+            columns.append((c, _sort(made, shift).unsqueeze(1)))
+        constant_log_det = sum(m[2] for m in maps) + bound * features * len(stack.mades)
+    if cache is not None:
+        cache["columns"] = ((bound, like.dtype, like.device), maps, columns, constant_log_det)
+    return columns, constant_log_det
+
+
+def _flow_evaluate(
+    stack: _Stack,
+    t: int,
+    xs: Tensor,
+    context: Tensor | None,
+    log_det: Tensor,
+    columns: tuple[Tensor, Tensor] | None,
+) -> Tensor:
+    """Flow ``t`` without autograd, batch norm (if any) in evaluation mode: its output.
+
+    Adds ``-2b sum(s)`` to ``log_det`` (the rest of the log-det is constant, see
+    :func:`_frozen_columns`); ``columns`` are the flow's ``(c, shift)``, or ``None``
+    without batch norm (then ``c = b`` and no shift).
+    """
+    made = stack.mades[t]
+    n = xs.shape[1]
+    bound = stack.bound
+    inp = torch.cat([context, xs]) if context is not None else xs
+    if stack.activation == "tanh" and not stack.views:  # refolded weights, sigmoid only
+        out = tanh_folded_mlp_t(inp, made._folded_views())
+    else:
+        out = mlp_forward_t(inp, stack.views[t], stack.activation)[-1]
+    mean_out, raw_scale = out.view(made.features, 2, n).unbind(1)
+    sig = torch.mul(raw_scale, constant(2.0 / bound, xs)).sigmoid_()
+    log_det.add_(sig.sum(0), alpha=-2.0 * bound)
+    minus_2b = constant(-2.0 * bound, xs)
+    if columns is None:
+        factor = torch.mul(sig, minus_2b).add_(constant(bound, xs)).exp_()
+        return torch.sub(xs, mean_out).mul_(factor)
+    c, shift = columns
+    factor = torch.addcmul(c, sig, minus_2b).exp_()
+    return torch.addcmul(shift, torch.sub(xs, mean_out), factor)
 
 
 def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
@@ -256,7 +334,17 @@ def _stack_forward(
     layer_inputs = _layer_buffers(stack, x.shape[0], x, inputs=True) if save else []
     frozen = not save and not stack.batch_stats  # batch norm as cached affine maps
     norm_rows = _norm_rows(stack, x) if stack.norms and not frozen else None
-    saved = []
+    saved: list[tuple] = []
+    if frozen:  # evaluation without autograd: batch norm folded into the affine maps
+        columns, constant_log_det = _frozen_columns(stack, x) if stack.norms else (None, None)
+        for t, made in enumerate(mades):
+            flow_columns = columns[t] if columns is not None else None
+            y = _flow_evaluate(stack, t, h, context_t, log_det, flow_columns)
+            h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
+        if constant_log_det is None:
+            constant_log_det = stack.bound * mades[0].features * len(mades)
+        log_det.add_(constant_log_det)
+        return h.t().contiguous(), log_det, saved, layer_inputs, None
     per_flow = list(zip(*[buffer.unbind(0) for buffer in layer_inputs], strict=True))
     for t, made in enumerate(mades):
         inputs = per_flow[t] if save else None
@@ -331,13 +419,17 @@ def _flow_backward(
     return torch.sub(grad_in[c:], grad_mean), grad_in[:c] if c else None
 
 
-def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> list[list[Tensor]]:
+def _weight_grads(
+    stack: _Stack, grads: list[Tensor], inputs: list[Tensor]
+) -> list[list[Tensor]] | list[Tensor]:
     """Every flow's MADE parameter gradients, in :func:`_flow_params` order.
 
     Per flow ``[blocks of w_1..., b_1, ..., blocks of w_L..., b_L]``, all views of one
     tensor (see the module notes); ``grads`` and ``inputs`` are the ``(flows, units, batch)``
     layer output gradients and inputs. With shared masks each stored block of all flows is
-    one contiguous ``(flows, rows, col_end)`` tensor, filled by one batched product.
+    one contiguous ``(flows, rows, col_end)`` tensor, filled by one batched product; with
+    stacked parameters these are returned as they are, ``[blocks of w_1..., b_1, ...]``
+    with a leading flows dimension.
     """
     mades = stack.mades
     flows = len(mades)
@@ -364,6 +456,8 @@ def _weight_grads(stack: _Stack, grads: list[Tensor], inputs: list[Tensor]) -> l
         for i, layer_shapes in enumerate(shapes[0]):
             outs = [next(chunks).view(flows, r, c) for r, c in layer_shapes]
             per_layer.append(block_weight_grads_t(grads[i], inputs[i], layers[0][i], outs))
+        if stack.stacked is not None:
+            return [g for blocks, b in zip(per_layer, biases, strict=True) for g in (*blocks, b)]
         unbound = [[w.unbind(0) for w in blocks] for blocks in per_layer]
         weights = [[[w[t] for w in blocks] for blocks in unbound] for t in range(flows)]
     else:
@@ -437,8 +531,12 @@ class _MAFStack(torch.autograd.Function):
         grad_x = _unsort(mades[0], grad_xs).t() if ctx.needs_input_grad[0] else None
         grad_context = grad_context.t() if grad_context is not None else None
         params = _weight_grads(stack, grads, ctx.layer_inputs)
-        if norm_grads is not None:
-            log_gamma, beta = _data_rows(norm_grads, ctx.norm_rows).unbind(0)
+        norm_params = _data_rows(norm_grads, ctx.norm_rows) if norm_grads is not None else None
+        if stack.stacked is not None:  # (flows, ...) gradients, the stacks' own
+            norms = norm_params.unbind(0) if norm_params is not None else ()
+            return grad_x, grad_context, None, *params, *norms
+        if norm_params is not None:
+            log_gamma, beta = norm_params.unbind(0)
             for t, pair in enumerate(zip(log_gamma.unbind(0), beta.unbind(0), strict=True)):
                 params[t] += pair
         return grad_x, grad_context, None, *[g for flow in params for g in flow]
@@ -451,6 +549,8 @@ def maf_stack(
     norms: Sequence[nn.Module],
     bound: float,
     shared_masks: bool = False,
+    stacked: Sequence[Tensor] | None = None,
+    eval_cache: dict | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Every flow of a MAF (affine MADE transforms, batch norm, reordering) as one node.
 
@@ -465,13 +565,24 @@ def maf_stack(
         bound: Soft bound of the MADE log-scales.
         shared_masks: Whether every MADE has the same masks (then the weight gradients of
             all flows are computed together, one batched product per block).
+        stacked: With shared masks, the parameters the MADEs and batch norms borrow their
+            rows from (:class:`~audioar.layers.borrowed.BorrowsParameters`), ``(flows,
+            ...)`` each in :func:`_flow_params` order: the node then takes these as its
+            inputs and returns their gradients whole.
+        eval_cache: A dict the caller keeps between calls, for what evaluation without
+            autograd derives from the batch norms (see :func:`_frozen_columns`).
 
     Returns:
         ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|, as
         :meth:`MAF.forward` defines them; in training mode the running statistics of
         ``norms`` are updated.
     """
-    params = [p for t, made in enumerate(mades) for p in _flow_params(made, _at(norms, t))]
+    if stacked is not None:
+        if not shared_masks:
+            raise ValueError("stacked parameters need every MADE to have the same masks")
+        params = list(stacked)
+    else:
+        params = [p for t, made in enumerate(mades) for p in _flow_params(made, _at(norms, t))]
     tensors = [x, context, *params]
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     dropout = mades[0].dropout if mades[0].training else 0.0
@@ -486,6 +597,8 @@ def maf_stack(
         batch_stats=bool(norms) and norms[0].training,
         dropout=dropout,
         shared_masks=shared_masks,
+        stacked=stacked,
+        eval_cache=eval_cache,
     )
     if not grad:
         with torch.no_grad():
