@@ -49,11 +49,13 @@ class BorrowsParameters:
             stacks: Parameter name -> stacked tensor ``(modules, *shape)`` whose row
                 ``index`` has the parameter's shape (normally made by stacking the modules'
                 own values first).
-            index: This module's row.
+            index: This module's row (the same in every call).
             rows: Per name, the :class:`_Rows` all borrowers of that stack share (so that
                 with autograd every row comes from one unbind); ``None`` for new ones.
         """
         module: Any = self
+        if self._borrowed is not None and self._borrowed_from[0] != index:
+            raise ConfigError(f"a module borrows one row; it has row {self._borrowed_from[0]}")
         for name, stack in stacks.items():
             own = module.get_parameter(name)
             if tuple(stack.shape[1:]) != tuple(own.shape) or not 0 <= index < stack.shape[0]:

@@ -218,11 +218,7 @@ def _flow_forward(
         values = mlp_forward_t(inp, views, stack.activation, inputs[1:], keeps)
         out = values.pop()
     else:
-        inp = torch.cat([context, xs]) if context is not None else xs
-        if stack.activation == "tanh" and keeps is None:  # sigmoid only, refolded weights
-            out = tanh_folded_mlp_t(inp, made._folded_views())
-        else:
-            out = mlp_forward_t(inp, views, stack.activation, None, keeps)[-1]
+        out = _made_output(stack, t, xs, context, keeps)
     out = out.view(made.features, 2, n)
     bound = stack.bound
     mean_out, raw_scale = out.unbind(1)
@@ -248,15 +244,29 @@ def _flow_forward(
     return y, (values, keeps, sig, inv_scale, us, centred, inv_std, scale)
 
 
+def _made_output(
+    stack: _Stack, t: int, xs: Tensor, context: Tensor | None, keeps: list[Tensor] | None = None
+) -> Tensor:
+    """Flow ``t``'s MADE output ``(2 features, batch)`` without autograd (nothing kept).
+
+    Without block views (tanh and no dropout, see :func:`maf_stack`) it runs on the refolded
+    weights, a sigmoid per hidden layer.
+    """
+    inp = torch.cat([context, xs]) if context is not None else xs
+    if not stack.views:
+        return tanh_folded_mlp_t(inp, stack.mades[t]._folded_views())
+    return mlp_forward_t(inp, stack.views[t], stack.activation, None, keeps)[-1]
+
+
 def _frozen_columns(stack: _Stack, like: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Evaluation without autograd: each flow's batch norm folded into its affine transform.
 
     ``y = (xs - mean) exp(-log_scale) scale + shift`` with ``log_scale = 2b s - b`` (``s`` the
     sigmoid of the MADE's raw scale) is ``(xs - mean) exp(c - 2b s) + shift`` with ``c = b +
     log(scale)``: per flow the ``(features, 1)`` columns ``c`` and ``shift`` in its
-    generation order, and the sum of every flow's constant log-det (the batch norms' and
-    ``b`` per feature). Kept while every batch norm's cached map (:meth:`frozen`) is the same
-    object, i.e. until a parameter or running statistic changes.
+    generation order, and the sum of the batch norms' log-dets. Kept while every batch
+    norm's cached map (:meth:`frozen`) is the same object, i.e. until a parameter or
+    running statistic changes.
     """
     bound = stack.bound
     maps = [norm.frozen() for norm in stack.norms]
@@ -269,16 +279,15 @@ def _frozen_columns(stack: _Stack, like: Tensor) -> tuple[list[tuple[Tensor, Ten
         and all(a is b for a, b in zip(found[1], maps, strict=True))
     ):
         return found[2], found[3]
-    features = stack.mades[0].features
     columns = []
     with torch.no_grad():
         for made, (scale, shift, _) in zip(stack.mades, maps, strict=True):
             c = _sort(made, scale).log().add_(bound).unsqueeze(1)
             columns.append((c, _sort(made, shift).unsqueeze(1)))
-        constant_log_det = sum(m[2] for m in maps) + bound * features * len(stack.mades)
+        norms_log_det = sum(m[2] for m in maps)
     if cache is not None:
-        cache["columns"] = ((bound, like.dtype, like.device), maps, columns, constant_log_det)
-    return columns, constant_log_det
+        cache["columns"] = ((bound, like.dtype, like.device), maps, columns, norms_log_det)
+    return columns, norms_log_det
 
 
 def _flow_evaluate(
@@ -291,18 +300,14 @@ def _flow_evaluate(
 ) -> Tensor:
     """Flow ``t`` without autograd, batch norm (if any) in evaluation mode: its output.
 
-    Adds ``-2b sum(s)`` to ``log_det`` (the rest of the log-det is constant, see
-    :func:`_frozen_columns`); ``columns`` are the flow's ``(c, shift)``, or ``None``
+    Adds ``-2b sum(s)`` to ``log_det`` (the rest of the log-det, ``b`` per feature and the
+    batch norms', is constant); ``columns`` are the flow's ``(c, shift)``, or ``None``
     without batch norm (then ``c = b`` and no shift).
     """
     made = stack.mades[t]
     n = xs.shape[1]
     bound = stack.bound
-    inp = torch.cat([context, xs]) if context is not None else xs
-    if stack.activation == "tanh" and not stack.views:  # refolded weights, sigmoid only
-        out = tanh_folded_mlp_t(inp, made._folded_views())
-    else:
-        out = mlp_forward_t(inp, stack.views[t], stack.activation)[-1]
+    out = _made_output(stack, t, xs, context)
     mean_out, raw_scale = out.view(made.features, 2, n).unbind(1)
     sig = torch.mul(raw_scale, constant(2.0 / bound, xs)).sigmoid_()
     log_det.add_(sig.sum(0), alpha=-2.0 * bound)
@@ -336,14 +341,12 @@ def _stack_forward(
     norm_rows = _norm_rows(stack, x) if stack.norms and not frozen else None
     saved: list[tuple] = []
     if frozen:  # evaluation without autograd: batch norm folded into the affine maps
-        columns, constant_log_det = _frozen_columns(stack, x) if stack.norms else (None, None)
+        columns, norms_log_det = _frozen_columns(stack, x) if stack.norms else (None, 0.0)
         for t, made in enumerate(mades):
             flow_columns = columns[t] if columns is not None else None
             y = _flow_evaluate(stack, t, h, context_t, log_det, flow_columns)
             h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
-        if constant_log_det is None:
-            constant_log_det = stack.bound * mades[0].features * len(mades)
-        log_det.add_(constant_log_det)
+        log_det.add_(norms_log_det + stack.bound * mades[0].features * len(mades))
         return h.t().contiguous(), log_det, saved, layer_inputs, None
     per_flow = list(zip(*[buffer.unbind(0) for buffer in layer_inputs], strict=True))
     for t, made in enumerate(mades):
