@@ -380,3 +380,48 @@ def test_evaluation_without_autograd_follows_changes(batch_norm):
         third = both()
         torch.testing.assert_close(*third, rtol=1e-5, atol=1e-4)
         assert not torch.allclose(second[0], third[0])
+
+
+def test_kept_training_buffers_never_overwrite_what_is_still_held():
+    """The fast path keeps its large buffers between steps and reuses one only when nothing
+    else holds it: gradients kept by the caller, accumulated gradients and the saved inputs
+    of a graph not yet run backward must keep their values."""
+    torch.manual_seed(0)
+    maf = MAF(6, num_flows=3, hidden_features=(12, 12))
+    fresh = MAF(6, num_flows=3, hidden_features=(12, 12))  # the same, without kept buffers
+    fresh.load_state_dict(maf.state_dict())
+    xs = [torch.randn(16, 6) for _ in range(4)]
+
+    def grads(model: MAF, x: torch.Tensor, keep: bool = False) -> list[torch.Tensor]:
+        if not keep:
+            model.zero_grad(set_to_none=True)
+        (-model.log_prob(x).mean()).backward()
+        return [p.grad for p in model.parameters()]
+
+    def reference(x: torch.Tensor) -> list[torch.Tensor]:
+        fresh._cache = None  # maf_stack then allocates every buffer afresh
+        return [g.clone() for g in grads(fresh, x)]
+
+    held = grads(maf, xs[0])  # held by the caller, not cloned
+    values = [g.clone() for g in held]
+    for x in xs[1:]:
+        torch.testing.assert_close(grads(maf, x), reference(x))
+    for g, v in zip(held, values, strict=True):
+        assert torch.equal(g, v)
+    # Accumulation: the first step's gradients stay the parameters' and take the sums.
+    maf.zero_grad(set_to_none=True)
+    grads(maf, xs[0], keep=True)
+    total = grads(maf, xs[1], keep=True)
+    expected = [a + b for a, b in zip(reference(xs[0]), reference(xs[1]), strict=True)]
+    torch.testing.assert_close(total, expected)
+    # Two graphs alive at once: the second forward must not write over the first's inputs.
+    maf.zero_grad(set_to_none=True)
+    first = -maf.log_prob(xs[2]).mean()
+    second = -maf.log_prob(xs[3]).mean()
+    third = -maf.log_prob(xs[0]).mean()  # two kept buffers in use: a new one
+    (first + second + third).backward()
+    sums = [
+        a + b + c
+        for a, b, c in zip(reference(xs[2]), reference(xs[3]), reference(xs[0]), strict=True)
+    ]
+    torch.testing.assert_close([p.grad for p in maf.parameters()], sums)

@@ -17,7 +17,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -292,7 +292,11 @@ class MAF(nn.Module):
         self._masks_key: tuple | None = None
         self._masks_shared = False
         self.stacked = _FlowStacks(self.mades, self.norms) if self._shared_masks() else None
-        self._eval_cache: dict = {}  # the fast path's evaluation constants (maf_stack)
+        self._cache: dict = {}  # the fast path's constants and buffers (maf_stack)
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> MAF:  # noqa: D102
+        self._cache = {}  # .to(), .double(): its tensors belong to the old storage
+        return super()._apply(fn, recurse)
 
     @classmethod
     def from_config(cls, cfg: MAFConfig) -> MAF:
@@ -375,7 +379,7 @@ class MAF(nn.Module):
                 self.log_scale_bound,
                 self._shared_masks(),
                 self.stacked,
-                self._eval_cache,
+                self._cache,
             )
         h = x
         log_det = x.new_zeros(x.shape[0])
