@@ -12,7 +12,7 @@ dicts look the same either way and load into either layout.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -76,15 +76,16 @@ class BorrowsParameters:
         unique = {id(s): s for s, _, _ in self._borrowed.values()}
         self._borrowed_from = (index, tuple(unique.values()))
 
-    def borrowed_key(self, versions: bool = False) -> tuple | None:
-        """Where the borrowed parameters live: the row and each stack's storage (and, with
-        ``versions``, in-place version counter), for cache keys; ``None`` if none is."""
-        if self._borrowed is None:
-            return None
+    def storage_key(self, own: Sequence[Tensor] = (), versions: bool = False) -> tuple:
+        """Where the parameters live, for cache keys: the borrowed row (``-1`` if none),
+        each stack's storage and that of the ``own`` tensors the caller names (and, with
+        ``versions``, their in-place version counters). Equal keys mean views taken
+        earlier are still views of them."""
         index, stacks = self._borrowed_from
+        tensors = (*stacks, *own)
         if versions:
-            return (index, *((s.data_ptr(), s._version) for s in stacks))
-        return (index, *(s.data_ptr() for s in stacks))
+            return (index, *((t.data_ptr(), t._version) for t in tensors))
+        return (index, *(t.data_ptr() for t in tensors))
 
     def borrowed(self, name: str) -> Tensor:
         """The borrowed parameter ``name``: a view of its row of the stack."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -173,17 +173,19 @@ class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
         if any(name.startswith("weight_blocks.") for name in stacks):
             self.weight_blocks = nn.ParameterList()
 
-    def storage_key(self, versions: bool = False) -> tuple:
-        """Where the weights and bias live (and, with ``versions``, their in-place version
-        counters): equal keys mean views taken of them earlier are still theirs."""
-        borrowed = self.borrowed_key(versions)
-        if borrowed is not None:
-            return borrowed
-        tensors = [*self.weight_blocks._parameters.values()]
-        tensors += [self.bias] if self.bias is not None else []
-        if versions:
-            return (-1, *((t.data_ptr(), t._version) for t in tensors))
-        return (-1, *(t.data_ptr() for t in tensors))
+    def storage_key(  # noqa: D102
+        self, own: Sequence[Tensor] = (), versions: bool = False
+    ) -> tuple:
+        own = [*own, *self.weight_blocks._parameters.values()]  # none when borrowed
+        own += [self._parameters["bias"]] if self._parameters.get("bias") is not None else []
+        return super().storage_key(own, versions)
+
+    def weight_source(self) -> Tensor:
+        """The tensor the first weight block lives in (its parameter, or the stack it
+        borrows a row of): its dtype and device, read without making a view."""
+        if self._borrowed is not None and "weight_blocks.0" in self._borrowed:
+            return self._borrowed["weight_blocks.0"][0]
+        return next(iter(self.weight_blocks._parameters.values()))
 
     def block_masks(self) -> list[Tensor]:
         """The mask of each stored block, ``(rows, col_end)`` boolean views."""

@@ -247,7 +247,7 @@ class MADE(nn.Module):
         return context.to(self._dtype())
 
     def _dtype(self) -> torch.dtype:
-        return self.layers[0].stored_weights()[0].dtype
+        return self.layers[0].weight_source().dtype
 
     def _network(self, h: Tensor, fast: bool | None = None, dropout: bool = True) -> Tensor:
         """Masked MLP on generation-order inputs ``(batch, in_units)`` -> ``(batch, out_units)``.
@@ -430,7 +430,7 @@ class MADE(nn.Module):
             ``(n, features)`` values in the original feature order.
         """
         dtype = self._dtype()
-        device = self.layers[0].stored_weights()[0].device
+        device = self.layers[0].weight_source().device
         context = self._context(context, n)
         xs = torch.zeros(n, self.features, dtype=dtype, device=device)
         with torch.no_grad():

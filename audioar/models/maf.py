@@ -119,10 +119,8 @@ class BatchNormBijector(BorrowsParameters, nn.Module):
             ``scale``, ``shift`` ``(features,)`` and the log-det, a scalar tensor; cached
             until a parameter or a running statistic changes.
         """
-        borrowed = self._borrowed or {}  # a MAF's batch norms borrow both parameters
-        tensors = [self.running_mean, self.running_var]
-        tensors += [getattr(self, n) for n in ("log_gamma", "beta") if n not in borrowed]
-        key = (self.borrowed_key(versions=True), *((t.data_ptr(), t._version) for t in tensors))
+        own = [self.running_mean, self.running_var, *self._parameters.values()]
+        key = self.storage_key(own, versions=True)  # a MAF's batch norms borrow their params
         if self._frozen is None or self._frozen[0] != key:
             with torch.no_grad():
                 log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
@@ -448,7 +446,7 @@ class MAF(nn.Module):
         Returns:
             ``(n, features)``.
         """
-        weight = self.mades[0].layers[0].stored_weights()[0]
+        weight = self.mades[0].layers[0].weight_source()
         with torch.no_grad():
             if self.base is not None:
                 z = self.base.sample(n)
