@@ -24,6 +24,7 @@ from audioar.layers.masks import (
     made_degrees,
     made_masks,
 )
+from audioar.layers.versions import bump_versions_after_fused_step
 
 __all__: list[str] = []
 __all__ += [
@@ -46,5 +47,5 @@ __all__ += [
     "made_degrees",
     "made_masks",
 ]
-__all__ += ["BorrowsParameters", "stack_and_lend"]
+__all__ += ["BorrowsParameters", "stack_and_lend", "bump_versions_after_fused_step"]
 __all__ += ["CausalConv1d", "ConvQueue", "GatedResidualBlock", "gated_activation"]
