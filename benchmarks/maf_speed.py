@@ -7,10 +7,19 @@ zuko). audioar is also timed with batch norm off ("audioar-nobn") and on its pla
 path ("audioar-ref": masked dense matmuls, D full passes per flow to sample).
 
 Rounds alternate the libraries so that load from other jobs on the machine hits all of them
-alike; each figure is the median over rounds of samples per second.
+alike; each figure is the median over rounds of samples per second. Before each timed run
+of training steps or ``log_prob`` calls, ``--warmup`` untimed ones (default 1) warm the
+model's code and memory up again: on the 2-core VMs these figures come from, memory and code
+left untouched for a second or two cost the next step 50-100 ms for any library (measured:
+the first training step after ``time.sleep(2)`` takes 7 ms -> 50-60 ms for a toy MAF of 8
+features, audioar and zuko alike), so without it a round's first step measures how long
+the other libraries ran before it and which of them warmed the same code (with 5-step
+rounds and no warm-up, audioar with batch norm trained at 1.22x zuko when it ran first in
+each round and at 1.59x when it ran after audioar without batch norm).
 
 Usage:
-    python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--device cpu|cuda] [--amp]
+    python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--warmup 1] [--device cpu|cuda]
+        [--amp] [--fused-adam] [--train-steps 10] [--eval-steps 30] [--models ...]
 """
 
 from __future__ import annotations
@@ -118,6 +127,9 @@ def main():
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--eval-steps", type=int, default=30)
     parser.add_argument("--sample-calls", type=int, default=1)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed steps / calls before each timed run"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
     parser.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) for all")
@@ -150,9 +162,13 @@ def main():
         for name in names:
             model = models[name]
             if "train" in tasks:
+                if args.warmup:
+                    time_train(name, model, opts[name], data, args.warmup, device, args.amp)
                 r = time_train(name, model, opts[name], data, args.train_steps, device, args.amp)
                 results[name, "train"].append(r)
             if "log_prob" in tasks:
+                if args.warmup:
+                    time_log_prob(name, model, data, args.warmup, device, args.amp)
                 r = time_log_prob(name, model, data, args.eval_steps, device, args.amp)
                 results[name, "log_prob"].append(r)
             if "sample" in tasks:
@@ -170,6 +186,7 @@ def main():
     print(
         f"MAF speed, D={FEATURES}, {FLOWS} flows, 2x{HIDDEN[0]} tanh, batch {BATCH}, {adam}, "
         f"device {args.device}{amp}, {args.threads} threads, median of {args.rounds} rounds "
+        f"({args.warmup} untimed before each timed run) "
         f"(load average at the end: {load:.1f}; OMP_WAIT_POLICY={omp}"
         + (f"; audioar num_blocks={blocks})" if blocks is not None else ")")
     )

@@ -20,9 +20,6 @@ from audioar.layers import (
     made_masks,
     mlp_forward_t,
     mlp_input_grads_t,
-    tanh_folded_mlp,
-    tanh_folded_mlp_t,
-    tanh_folded_views,
     triangular_blocks,
     weight_grad_t,
 )
@@ -300,21 +297,6 @@ def test_masked_linear_keeps_masked_weights_at_zero():
     assert (layer.weight[~mask] == 0).all()
 
 
-@settings(deadline=None, max_examples=10)
-@given(bias=st.booleans(), layers=st.integers(1, 4), seed=st.integers(0, 2**16))
-def test_tanh_folded_mlp_matches_reference(bias, layers, seed):
-    torch.manual_seed(seed)
-    sizes = [7, *[12] * (layers - 1), 5]
-    masks = [torch.rand(o, i) < 0.6 for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-    weights = [torch.randn(m.shape) * m for m in masks]
-    biases = [torch.randn(m.shape[0]) if bias else None for m in masks]
-    blocks = [triangular_blocks(m, 2) for m in masks]
-    x = torch.randn(9, sizes[0])
-    ref = _reference_mlp(x, weights, biases, [m.float() for m in masks], "tanh", [1.0] * layers)
-    folded = tanh_folded_mlp(x, tanh_folded_views(weights, biases, blocks))
-    torch.testing.assert_close(folded, ref, rtol=1e-5, atol=1e-5)
-
-
 @settings(deadline=None, max_examples=15)
 @given(**MLP_CASES)
 def test_transposed_mlp_matches_dense(activation, bias, dropout, num_blocks, seed):
@@ -357,13 +339,13 @@ def test_transposed_mlp_matches_dense(activation, bias, dropout, num_blocks, see
         if bias:
             for i, b_grad in enumerate(expected[1 + len(masks) :]):
                 torch.testing.assert_close(grads[i][t].sum(1), b_grad, rtol=1e-5, atol=1e-5)
-        if activation == "tanh" and not dropout:
-            folded = tanh_folded_mlp_t(inputs[0][t], tanh_folded_views(weights, biases, blocks))
-            torch.testing.assert_close(folded.t(), ref.detach(), rtol=1e-5, atol=1e-5)
+        if not dropout:  # evaluation's call: no buffers to fill, nothing kept
+            quiet = mlp_forward_t(inputs[0][t].clone(), views, activation)[-1]
+            torch.testing.assert_close(quiet.t(), ref.detach(), rtol=1e-5, atol=1e-5)
     views = block_views(stack[0][0], stack[0][1], floats, blocks)
     for i, view in enumerate(views):  # all three at once, one batched product per block
         batched = weight_grad_t(grads[i], inputs[i], view)
         for t in range(flows):
             torch.testing.assert_close(
-                batched[t], weight_grad_t(grads[i][t], inputs[i][t], view), rtol=1e-5, atol=1e-6
+                batched[t], weight_grad_t(grads[i][t], inputs[i][t], view), rtol=1e-5, atol=1e-5
             )

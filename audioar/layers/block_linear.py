@@ -36,9 +36,6 @@ __all__ = [
     "triangular_blocks",
     "block_linear",
     "block_masked_mlp",
-    "tanh_folded_views",
-    "tanh_folded_mlp",
-    "tanh_folded_mlp_t",
     "FUSED_ACTIVATIONS",
     "mlp_forward_t",
     "mlp_input_grads_t",
@@ -148,7 +145,7 @@ class BlockViews:
     in_features: int
     weight: list[Tensor]  # (rows, col_end) per block: the columns the block sees
     weight_t: list[Tensor]  # the same, transposed (col_end, rows)
-    bias: list[Tensor | None]  # (rows, 1) per block: a column of the (features, batch) layout
+    bias: Tensor | None  # (out_features, 1): a column of the (features, batch) layout
     stair: list[Tensor | None]  # (rows, col_end - col_full) of the 0/1 mask, or None
     # The input gradient's plan, made once: (row_start, row_end, col_end, weight.T) per
     # block that sees any column, widest first (it writes, the others add).
@@ -193,9 +190,7 @@ def block_views(
                     ),
                     key=lambda item: -item[2],
                 ),
-                bias=[
-                    bias[r0:r1, None] if bias is not None else None for r0, r1, _, _ in layer_blocks
-                ],
+                bias=bias[:, None] if bias is not None else None,
                 stair=[
                     mask.detach()[r0:r1, c0:c1] if mask is not None and c1 > c0 else None
                     for r0, r1, c0, c1 in layer_blocks
@@ -215,24 +210,25 @@ def block_views(
 def _block_product_t(
     h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
 ) -> Tensor:
-    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
+    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``.
+
+    Each block's product is written straight into its rows, the bias added once for the
+    whole layer (one pass instead of a broadcast copy per block before its product).
+    """
     if out is None:
         out = h.new_empty(layer.out_features, h.shape[1])
     full = h.shape[0]
-    for (r0, r1, _, c1), w, b in zip(layer.blocks, layer.weight, layer.bias, strict=True):
+    for (r0, r1, _, c1), w in zip(layer.blocks, layer.weight, strict=True):
         target = out[r0:r1]
         seen = h if c1 == full else h[:c1]
         if c1 == 0:
-            if b is None:
-                target.zero_()
-            else:
-                target.copy_(b.expand_as(target)).mul_(scale)
-        elif b is None:
+            target.zero_()
+        elif scale == 1.0:
             torch.mm(w, seen, out=target)
-            if scale != 1.0:
-                target.mul_(scale)
-        else:
-            torch.addmm(b, w, seen, beta=scale, alpha=scale, out=target)
+        else:  # beta=0: the (uninitialised) target is not read
+            torch.addmm(target, w, seen, beta=0.0, alpha=scale, out=target)
+    if layer.bias is not None:
+        out.add_(layer.bias, alpha=scale)
     return out
 
 
@@ -520,56 +516,6 @@ def block_weight_grads_t(
             out[..., c0:].mul_(stair)
         grads.append(out)
     return grads
-
-
-def tanh_folded_mlp_t(h: Tensor, views: Sequence[BlockViews]) -> Tensor:
-    """:func:`tanh_folded_mlp` in the ``(features, batch)`` layout: ``(out, batch)``."""
-    last = len(views) - 1
-    for i, layer in enumerate(views):
-        h = _block_product_t(h, layer)
-        if i < last:
-            h.sigmoid_()
-    return h
-
-
-def tanh_folded_views(
-    weights: Sequence[Tensor], biases: Sequence[Tensor | None], blocks: Sequence[list[Block]]
-) -> list[BlockViews]:
-    """Weights of a tanh MLP refolded so that its hidden layers need only a sigmoid.
-
-    With ``tanh(z) = 2 sigmoid(2z) - 1`` and ``s = sigmoid(2z)`` kept instead of ``tanh(z)``,
-    the next layer's ``W tanh(z) + b`` is ``2W s + (b - W 1)``: the factor and the shift
-    move into that layer's weights and bias, once, instead of two passes over every hidden
-    activation on every call. The first layer's weights are doubled, the middle ones
-    multiplied by 4 (their output feeds a sigmoid of twice the pre-activation), the last
-    doubled; biases shifted alike. For evaluation (no autograd); copies, not views.
-
-    Args:
-        weights: ``(out_l, in_l)`` weights, zero where masked.
-        biases: ``(out_l,)`` or ``None`` per layer.
-        blocks: Per layer, from :func:`triangular_blocks`.
-
-    Returns:
-        :class:`BlockViews` of the folded tensors, for :func:`tanh_folded_mlp`.
-    """
-    last = len(weights) - 1
-    folded_w, folded_b = [], []
-    with torch.no_grad():
-        for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
-            b = bias.detach().clone() if bias is not None else weight.new_zeros(weight.shape[0])
-            if i > 0:  # the input is 2 s - 1: shift the bias by -W 1, double the weight
-                b -= weight.sum(1)
-            if i < last:  # the output feeds sigmoid(2 z)
-                b *= 2.0
-            factor = (2.0 if i > 0 else 1.0) * (2.0 if i < last else 1.0)
-            folded_w.append(torch.mul(weight.detach(), factor))
-            folded_b.append(b)
-    return block_views(folded_w, folded_b, None, blocks)
-
-
-def tanh_folded_mlp(x: Tensor, views: Sequence[BlockViews]) -> Tensor:
-    """Evaluate a tanh MLP from :func:`tanh_folded_views` (no autograd): ``(batch, out)``."""
-    return tanh_folded_mlp_t(x.contiguous().t(), views).t()
 
 
 def block_linear(x: Tensor, weight: Tensor, bias: Tensor | None, blocks: list[Block]) -> Tensor:

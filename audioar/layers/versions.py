@@ -1,6 +1,6 @@
 """Keep in-place version counters true after fused optimiser steps.
 
-The fast paths cache what they derive from parameters (folded evaluation weights, dense
+The fast paths cache what they derive from parameters (dense
 masked weights for sampling, batch norm as an affine map) and key those caches on each
 tensor's in-place version counter (``Tensor._version``), which every in-place operation
 bumps. PyTorch's fused optimisers (``Adam(fused=True)``, ``AdamW``, ``SGD``; torch 2.11,

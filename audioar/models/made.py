@@ -31,9 +31,6 @@ from audioar.layers.block_linear import (
     BlockViews,
     block_masked_mlp,
     block_views,
-    tanh_folded_mlp,
-    tanh_folded_views,
-    triangular_blocks,
 )
 from audioar.layers.masked_linear import BlockMaskedLinear
 from audioar.layers.masks import input_degrees, made_degrees, made_masks
@@ -186,12 +183,7 @@ class MADE(nn.Module):
         masks = made_masks(layer_degrees, out_degrees)
         self.layers = nn.ModuleList(BlockMaskedLinear(mask, num_blocks) for mask in masks)
         self._blocks = [layer.blocks for layer in self.layers]
-        # Evaluation runs on folded copies of the weights, cut into at most two row blocks:
-        # with a MAF of 257 features on 2 CPU threads, log_prob takes 18.5 ms with two and
-        # 24.6 ms with four when OpenMP threads wait passively, the same when they spin.
-        self._eval_blocks = [triangular_blocks(mask, min(num_blocks, 2)) for mask in masks]
         self._views: tuple[tuple, list[BlockViews]] | None = None
-        self._folded: tuple[tuple, list[BlockViews]] | None = None
         self._inc: tuple[tuple, tuple] | None = None
         self._plan, self._seen_last = _incremental_plan(layer_degrees, features)
 
@@ -261,8 +253,6 @@ class MADE(nn.Module):
         fast = fast and self.activation in FUSED_ACTIVATIONS
         fast = fast and not torch.is_autocast_enabled(h.device.type)
         p = self.dropout if dropout and self.training else 0.0
-        if fast and self.activation == "tanh" and p == 0 and not torch.is_grad_enabled():
-            return tanh_folded_mlp(h, self._folded_views())
         if fast:
             weights = [list(layer.stored_weights()) for layer in self.layers]
             biases = [layer.bias for layer in self.layers]
@@ -299,20 +289,8 @@ class MADE(nn.Module):
             self._views = (key, views)
         return self._views[1]
 
-    def _folded_views(self) -> list[BlockViews]:
-        """:func:`tanh_folded_views` of the layers, remade whenever a parameter changes."""
-        key = tuple(layer.storage_key(versions=True) for layer in self.layers)
-        if self._folded is None or self._folded[0] != key:
-            folded = tanh_folded_views(
-                [layer.masked_weight().detach() for layer in self.layers],
-                [layer.bias for layer in self.layers],
-                self._eval_blocks,
-            )
-            self._folded = (key, folded)
-        return self._folded[1]
-
     def _apply(self, fn: Callable, recurse: bool = True) -> MADE:  # noqa: D102
-        self._views = self._folded = self._inc = None  # .to(), .double(): new storage
+        self._views = self._inc = None  # .to(), .double(): new storage
         return super()._apply(fn, recurse)
 
     def _params_sorted(

@@ -25,10 +25,10 @@ arithmetic. Here the whole stack is one node with a hand-written backward:
   0-1,300 page faults this way, 0-5,900 with one tensor per layer, depending on the
   process's history).
 
-Without autograd (evaluation, scoring) nothing is kept, tanh MADEs run on refolded
-weights (:func:`~audioar.layers.block_linear.tanh_folded_views`) and each batch norm, an
-affine map then (:meth:`BatchNormBijector.frozen`), is folded into its flow's affine
-transform, with columns kept between calls (:func:`_frozen_columns`).
+Without autograd (evaluation, scoring) nothing is kept: the MADEs run on the same block
+views as training, and each batch norm, an affine map then
+(:meth:`BatchNormBijector.frozen`), is folded into its flow's affine transform, with
+columns kept between calls (:func:`_frozen_columns`).
 
 With stacked parameters (:class:`~audioar.models.maf._FlowStacks`, all MADEs sharing their
 masks) the node's inputs are the stacks, ``(flows, ...)`` each, and the batched weight
@@ -62,7 +62,6 @@ from audioar.layers.block_linear import (
     constant,
     mlp_forward_t,
     mlp_input_grads_t,
-    tanh_folded_mlp_t,
 )
 from audioar.models.made import MADE
 
@@ -203,7 +202,7 @@ def _flow_forward(
     made = stack.mades[t]
     n = xs.shape[1]
     c = made.context_features
-    views = stack.views[t] if stack.views else []
+    views = stack.views[t]
     values: list[Tensor] = []
     keeps = None
     if stack.dropout > 0:  # drawn (batch, units) like F.dropout: the same draws as the reference
@@ -248,14 +247,8 @@ def _flow_forward(
 def _made_output(
     stack: _Stack, t: int, xs: Tensor, context: Tensor | None, keeps: list[Tensor] | None = None
 ) -> Tensor:
-    """Flow ``t``'s MADE output ``(2 features, batch)`` without autograd (nothing kept).
-
-    Without block views (tanh and no dropout, see :func:`maf_stack`) it runs on the refolded
-    weights, a sigmoid per hidden layer.
-    """
+    """Flow ``t``'s MADE output ``(2 features, batch)`` without autograd (nothing kept)."""
     inp = torch.cat([context, xs]) if context is not None else xs
-    if not stack.views:
-        return tanh_folded_mlp_t(inp, stack.mades[t]._folded_views())
     return mlp_forward_t(inp, stack.views[t], stack.activation, None, keeps)[-1]
 
 
@@ -625,10 +618,9 @@ def maf_stack(
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     dropout = mades[0].dropout if mades[0].training else 0.0
     activation = mades[0].activation
-    folded = not grad and activation == "tanh" and dropout == 0  # no block views needed
     stack = _Stack(
         mades=list(mades),
-        views=[] if folded else [made.block_views() for made in mades],
+        views=[made.block_views() for made in mades],
         norms=list(norms),
         bound=bound,
         activation=activation,
