@@ -425,6 +425,19 @@ def test_kept_training_buffers_never_overwrite_what_is_still_held():
         for a, b, c in zip(reference(xs[2]), reference(xs[3]), reference(xs[0]), strict=True)
     ]
     torch.testing.assert_close([p.grad for p in maf.parameters()], sums)
+    # Nothing held between calls: one buffer of each kind serves them all (the views bound
+    # to it and kept with it count as its own, so it is free again).
+    reused = MAF(6, num_flows=3, hidden_features=(12, 12))
+    for x in xs:
+        grads(reused, x)
+    reused.zero_grad(set_to_none=True)
+    reused.eval()
+    with torch.no_grad():
+        for x in xs:
+            reused.log_prob(x)
+    kept = {key[1]: records for key, records in reused._cache.items() if key[0] == "kept"}
+    assert set(kept) == {"inputs", "grads", "weight grads", "eval"}
+    assert all(len(records) == 1 for records in kept.values()), kept
 
 
 def test_caches_follow_fused_optimiser_steps():

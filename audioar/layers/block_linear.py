@@ -207,45 +207,100 @@ def block_views(
 # MAF in this layout; the ``(batch, features)`` paths below pass transposed views.
 
 
-def _block_product_t(
-    h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
-) -> Tensor:
-    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``.
+@dataclass(frozen=True)
+class BoundProduct:
+    """One layer's block products bound to fixed input and output tensors.
+
+    Every block's operands (its weight, the input rows it sees, its output rows) are views
+    made once, for callers that run the same product on the same (kept) buffers call after
+    call. Views made afresh cost more than their making: on 2 CPU threads, a 512 x 512
+    layer of four blocks and a batch of 100 took 182 µs on kept views against 198 µs on
+    views made just before the products and 211 µs on views made between them (the
+    slicing itself about 8 µs).
+    """
+
+    out: Tensor  # (out_features, batch)
+    steps: tuple[tuple[Tensor, Tensor, Tensor], ...]  # (weight block, input rows, output rows)
+    unseen: tuple[Tensor, ...]  # output rows of blocks that see no input
+    bias: Tensor | None  # (out_features, 1)
+
+
+def bind_product(h: Tensor, layer: BlockViews, out: Tensor) -> BoundProduct:
+    """:class:`BoundProduct` of ``layer``: ``h`` ``(in, batch)`` -> ``(out, batch)`` ``out``."""
+    full = h.shape[0]
+    steps, unseen = [], []
+    for (r0, r1, _, c1), w in zip(layer.blocks, layer.weight, strict=True):
+        if c1 == 0:
+            unseen.append(out[r0:r1])
+        else:
+            steps.append((w, h if c1 == full else h[:c1], out[r0:r1]))
+    return BoundProduct(out, tuple(steps), tuple(unseen), layer.bias)
+
+
+def run_product(bound: BoundProduct, scale: float = 1.0) -> Tensor:
+    """``scale * (weight @ h + bias[:, None])`` into ``bound.out``, which it returns.
 
     Each block's product is written straight into its rows, the bias added once for the
     whole layer (one pass instead of a broadcast copy per block before its product).
     """
+    for rows in bound.unseen:
+        rows.zero_()
+    if scale == 1.0:
+        for w, seen, rows in bound.steps:
+            torch.mm(w, seen, out=rows)
+    else:  # beta=0: the (uninitialised) rows are not read
+        for w, seen, rows in bound.steps:
+            torch.addmm(rows, w, seen, beta=0.0, alpha=scale, out=rows)
+    if bound.bias is not None:
+        bound.out.add_(bound.bias, alpha=scale)
+    return bound.out
+
+
+def _block_product_t(
+    h: Tensor, layer: BlockViews, scale: float = 1.0, out: Tensor | None = None
+) -> Tensor:
+    """``scale * (weight @ h + bias[:, None])`` for ``h`` ``(in, batch)``: ``(out, batch)``."""
     if out is None:
         out = h.new_empty(layer.out_features, h.shape[1])
-    full = h.shape[0]
-    for (r0, r1, _, c1), w in zip(layer.blocks, layer.weight, strict=True):
-        target = out[r0:r1]
-        seen = h if c1 == full else h[:c1]
-        if c1 == 0:
-            target.zero_()
-        elif scale == 1.0:
-            torch.mm(w, seen, out=target)
-        else:  # beta=0: the (uninitialised) target is not read
-            torch.addmm(target, w, seen, beta=0.0, alpha=scale, out=target)
-    if layer.bias is not None:
-        out.add_(layer.bias, alpha=scale)
-    return out
+    return run_product(bind_product(h, layer, out), scale)
+
+
+@dataclass(frozen=True)
+class BoundInputGrad:
+    """``weight.T @ grad`` of one layer bound to fixed tensors (see :class:`BoundProduct`)."""
+
+    out: Tensor  # (in_features, batch)
+    tail: Tensor | None  # rows of out that no block sees: zero
+    steps: tuple[
+        tuple[Tensor, Tensor, Tensor], ...
+    ]  # (weight.T, grad rows, out rows), widest first
+
+
+def bind_input_grad(grad: Tensor, layer: BlockViews, out: Tensor) -> BoundInputGrad:
+    """:class:`BoundInputGrad` of ``layer``: ``grad`` ``(out, batch)``, ``out`` ``(in, batch)``."""
+    rows = layer.in_features
+    plan = layer.transposed  # widest first: it writes, the others add
+    widest = plan[0][2] if plan else 0
+    steps = tuple((w_t, grad[r0:r1], out if c1 == rows else out[:c1]) for r0, r1, c1, w_t in plan)
+    return BoundInputGrad(out, out[widest:] if widest < rows else None, steps)
+
+
+def run_input_grad(bound: BoundInputGrad) -> Tensor:
+    """``weight.T @ grad`` for a weight zero outside the blocks into ``bound.out``."""
+    if bound.tail is not None:
+        bound.tail.zero_()
+    if bound.steps:
+        w_t, grad, rows = bound.steps[0]
+        torch.mm(w_t, grad, out=rows)
+        for w_t, grad, rows in bound.steps[1:]:
+            rows.addmm_(w_t, grad)
+    return bound.out
 
 
 def _input_grad_t(grad: Tensor, layer: BlockViews) -> Tensor:
     """``weight.T @ grad`` for a weight zero outside the blocks: ``(in, batch)``."""
-    rows = layer.in_features
-    grad_in = grad.new_empty(rows, grad.shape[1])
-    plan = layer.transposed
-    if not plan:
-        return grad_in.zero_()
-    r0, r1, widest, w_t = plan[0]
-    if widest < rows:
-        grad_in[widest:].zero_()
-    torch.mm(w_t, grad[r0:r1], out=grad_in if widest == rows else grad_in[:widest])
-    for r0, r1, c1, w_t in plan[1:]:
-        grad_in[:c1].addmm_(w_t, grad[r0:r1])
-    return grad_in
+    out = grad.new_empty(layer.in_features, grad.shape[1])
+    return run_input_grad(bind_input_grad(grad, layer, out))
 
 
 def _block_product(x: Tensor, layer: BlockViews, scale: float = 1.0) -> Tensor:
@@ -395,6 +450,7 @@ def mlp_forward_t(
     activation: str,
     outs: Sequence[Tensor] | None = None,
     keeps: Sequence[Tensor] | None = None,
+    bound: Sequence[BoundProduct] | None = None,
 ) -> list[Tensor]:
     """A masked MLP in the ``(features, batch)`` layout, keeping what its backward needs.
 
@@ -406,6 +462,8 @@ def mlp_forward_t(
             write the next layer's inputs into.
         keeps: Optional dropout multipliers ``(units, batch)`` per hidden layer (0 or
             ``1 / (1 - p)``), applied after the activation.
+        bound: Optional :func:`bind_product` of every layer, made on ``h``, ``outs`` and a
+            tensor for the output (without ``keeps``), for callers that keep them.
 
     Returns:
         ``[h, hidden_1, ..., hidden_{L-1}, output]``: the input, every hidden layer's
@@ -415,12 +473,16 @@ def mlp_forward_t(
     """
     values = [h]
     last = len(views) - 1
+    scale = _PRESCALE.get(activation, 1.0)
     for i, layer in enumerate(views):
         if i == last:
-            values.append(_block_product_t(h, layer))
+            values.append(run_product(bound[i]) if bound else _block_product_t(h, layer))
             break
         out = outs[i] if outs is not None else None
-        h = _block_product_t(h, layer, _PRESCALE.get(activation, 1.0), None if keeps else out)
+        if bound:
+            h = run_product(bound[i], scale)
+        else:
+            h = _block_product_t(h, layer, scale, None if keeps else out)
         _activate_prescaled_(h, activation)
         values.append(h)
         if keeps is not None:
@@ -435,6 +497,7 @@ def mlp_input_grads_t(
     activation: str,
     input_grad: bool,
     keeps: Sequence[Tensor] | None = None,
+    bound: Sequence[BoundInputGrad] | None = None,
 ) -> Tensor | None:
     """Backward of :func:`mlp_forward_t` through the layers' inputs (no weight gradients).
 
@@ -447,17 +510,21 @@ def mlp_input_grads_t(
         activation: The same activation.
         input_grad: Whether to compute the gradient of the input.
         keeps: The same dropout multipliers, if any.
+        bound: Optional :func:`bind_input_grad` of every layer, made on ``grads`` and a
+            tensor per layer for its input gradient, for callers that keep them.
 
     Returns:
         The gradient of the input ``(in, batch)``, or ``None``. With ``grads`` and the
         layers' inputs, :func:`weight_grad_t` gives the weight gradients.
     """
-    for i in reversed(range(1, len(views))):
-        grad_in = _input_grad_t(grads[i], views[i])
+    for i in reversed(range(0 if input_grad else 1, len(views))):
+        grad_in = run_input_grad(bound[i]) if bound else _input_grad_t(grads[i], views[i])
+        if i == 0:
+            return grad_in
         if keeps is not None:
             grad_in.mul_(keeps[i - 1])
         _activation_backward_into(grads[i - 1], grad_in, values[i], activation)
-    return _input_grad_t(grads[0], views[0]) if input_grad else None
+    return None
 
 
 def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews, out: Tensor | None = None) -> Tensor:

@@ -50,14 +50,19 @@ tests check values and gradients against it.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from audioar.layers.block_linear import (
     BlockViews,
+    BoundInputGrad,
+    BoundProduct,
+    bind_input_grad,
+    bind_product,
     block_weight_grads_t,
     constant,
     mlp_forward_t,
@@ -68,6 +73,7 @@ from audioar.models.made import MADE
 __all__ = ["maf_stack"]
 
 _SIMPLE_ORDERS = ("natural", "reverse")
+_T = TypeVar("_T")
 
 
 def _sort(made: MADE, h: Tensor) -> Tensor:
@@ -188,20 +194,19 @@ def _flow_forward(
     xs: Tensor,
     context: Tensor | None,
     log_det: Tensor,
-    inputs: Sequence[Tensor] | None,
+    buffers: _FlowBuffers | None,
     norm_rows: _NormRows | None,
 ) -> tuple[Tensor, tuple]:
     """Flow ``t`` on ``xs`` ``(features, batch)``: its output ``y`` and saved tensors.
 
     Adds the affine part of the log-det to ``log_det`` ``(batch,)`` in place (the batch
-    norms' part is :func:`_norms_log_det`, for all flows at once). ``inputs`` (for autograd)
-    are ``(units, batch)`` tensors to keep each MADE layer's input in; ``None`` (no
-    autograd) saves nothing. ``norm_rows`` is ``None`` without batch norm. (Evaluation
-    without autograd takes :func:`_flow_evaluate`.)
+    norms' part is :func:`_norms_log_det`, for all flows at once). ``buffers`` (for
+    autograd) hold each MADE layer's input; ``None`` (no autograd) saves nothing.
+    ``norm_rows`` is ``None`` without batch norm. (Evaluation without autograd takes
+    :func:`_flow_evaluate`.)
     """
     made = stack.mades[t]
     n = xs.shape[1]
-    c = made.context_features
     views = stack.views[t]
     values: list[Tensor] = []
     keeps = None
@@ -210,12 +215,14 @@ def _flow_forward(
         keeps = [
             xs.new_empty(n, v.out_features).bernoulli_(1 - p).div_(1 - p).t() for v in views[:-1]
         ]
-    if inputs is not None:
-        inp = inputs[0]
-        if context is not None:
-            inp[:c].copy_(context)
-        xs = inp[c:].copy_(xs)
-        values = mlp_forward_t(inp, views, stack.activation, inputs[1:], keeps)
+    if buffers is not None:
+        if buffers.context is not None and context is not None:
+            buffers.context.copy_(context)
+        xs = buffers.data.copy_(xs)
+        inputs = buffers.inputs
+        values = mlp_forward_t(
+            inputs[0], views, stack.activation, inputs[1:], keeps, buffers.products
+        )
         out = values.pop()
     else:
         out = _made_output(stack, t, xs, context, keeps)
@@ -283,11 +290,12 @@ def _flow_evaluate(
     stack: _Stack,
     t: int,
     xs: Tensor,
-    context: Tensor | None,
+    out: Tensor,
     log_det: Tensor,
     columns: tuple[Tensor, Tensor] | None,
 ) -> Tensor:
-    """Flow ``t`` without autograd, batch norm (if any) in evaluation mode: its output.
+    """Flow ``t`` without autograd, batch norm (if any) in evaluation mode: its output
+    from its input ``xs`` and its MADE's output ``out`` ``(2 features, batch)``.
 
     Adds ``-2b sum(s)`` to ``log_det`` (the rest of the log-det, ``b`` per feature and the
     batch norms', is constant); ``columns`` are the flow's ``(c, shift)``, or ``None``
@@ -296,7 +304,6 @@ def _flow_evaluate(
     made = stack.mades[t]
     n = xs.shape[1]
     bound = stack.bound
-    out = _made_output(stack, t, xs, context)
     mean_out, raw_scale = out.view(made.features, 2, n).unbind(1)
     sig = torch.mul(raw_scale, constant(2.0 / bound, xs)).sigmoid_()
     log_det.add_(sig.sum(0), alpha=-2.0 * bound)
@@ -313,7 +320,18 @@ _USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 _KEPT_KEYS = 16  # distinct (kind, size, dtype, device) entries a cache keeps at most
 
 
-def _kept(stack: _Stack, kind: str, numel: int, like: Tensor) -> Tensor:
+@dataclass(eq=False)
+class _Kept:
+    """A buffer kept between calls (:func:`_kept`), with what was derived from it."""
+
+    tensor: Tensor
+    # References to its storage while nothing outside holds it: the tensor, the probe that
+    # counts them, and the views in ``derived``.
+    refs: int = 2
+    derived: tuple | None = None  # (key, value) of _derive
+
+
+def _kept(stack: _Stack, kind: str, numel: int, like: Tensor) -> _Kept:
     """A flat ``(numel,)`` tensor for the node's large per-call buffers, kept between calls.
 
     A kept tensor is handed out again only while nothing else holds its storage: not the
@@ -326,7 +344,7 @@ def _kept(stack: _Stack, kind: str, numel: int, like: Tensor) -> Tensor:
     """
     cache = stack.cache
     if cache is None or _USE_COUNT is None:
-        return like.new_empty(numel)
+        return _Kept(like.new_empty(numel))
     key = ("kept", kind, numel, like.dtype, like.device)
     kept = cache.get(key)
     if kept is None:
@@ -334,24 +352,117 @@ def _kept(stack: _Stack, kind: str, numel: int, like: Tensor) -> Tensor:
             for k in [k for k in cache if k[0] == "kept"]:
                 del cache[k]
         kept = cache[key] = []
-    for tensor in kept:
-        if _USE_COUNT(tensor.untyped_storage()._cdata) == 2:  # the tensor and this probe
-            return tensor
-    tensor = like.new_empty(numel)
+    for record in kept:
+        if _USE_COUNT(record.tensor.untyped_storage()._cdata) == record.refs:
+            return record
+    record = _Kept(like.new_empty(numel))
     if len(kept) < 2:
-        kept.append(tensor)
-    return tensor
+        kept.append(record)
+    return record
 
 
-def _layer_buffers(stack: _Stack, n: int, like: Tensor, inputs: bool) -> list[Tensor]:
-    """Per MADE layer, ``(flows, units, n)`` for every flow's layer inputs (or output grads),
-    views of one :func:`_kept` tensor."""
-    views = stack.views[0]
-    flows = len(stack.mades)
-    sizes = [v.in_features if inputs else v.out_features for v in views]
-    flat = _kept(stack, "inputs" if inputs else "grads", flows * sum(sizes) * n, like)
-    parts = flat.split([flows * size * n for size in sizes])
-    return [part.view(flows, size, n) for part, size in zip(parts, sizes, strict=True)]
+def _derive(record: _Kept, key: tuple, make: Callable[[Tensor], _T]) -> _T:
+    """``make(record.tensor)``, kept with the record while ``key`` is the same.
+
+    What ``make`` returns holds views of the tensor (bound products, per-flow rows); their
+    references to its storage count as the record's own from then on, so that
+    :func:`_kept` still hands it out only when nothing else holds it. Views handed out
+    beyond the call (to a graph, to the caller) must be new ones, not these.
+    """
+    if record.derived is not None and record.derived[0] == key:
+        return record.derived[1]
+    record.derived = None
+    value = make(record.tensor)
+    record.derived = (key, value)
+    if _USE_COUNT is not None:
+        record.refs = _USE_COUNT(record.tensor.untyped_storage()._cdata)
+    return value
+
+
+@dataclass(frozen=True)
+class _FlowBuffers:
+    """One flow's views of a kept buffer of MADE layer inputs (made once, :func:`_derive`)."""
+
+    inputs: tuple[Tensor, ...]  # per MADE layer, (units, batch): its input
+    data: Tensor  # the feature rows of inputs[0] (after the context's)
+    context: Tensor | None  # the context rows of inputs[0]
+    products: tuple[BoundProduct, ...] | None  # every layer's product bound (no dropout)
+
+
+@dataclass(frozen=True)
+class _ForwardBuffers:
+    """The MADE layer inputs of every flow (training) or of one flow at a time (evaluation),
+    a tensor for the MADE outputs, and each flow's views and bound products."""
+
+    layer_inputs: list[Tensor]  # per MADE layer, (flows or 1, units, batch)
+    flows: list[_FlowBuffers]
+    views: Sequence[Sequence[BlockViews]]  # the weights bound (kept alive for the key)
+
+
+def _views_key(stack: _Stack, n: int) -> tuple:
+    return (n, stack.dropout == 0, *map(id, stack.views))
+
+
+def _forward_buffers(stack: _Stack, n: int, like: Tensor, training: bool) -> _ForwardBuffers:
+    """Kept buffers for the MADEs of every flow: with autograd (``training``) each flow's
+    layer inputs, which the backward pass reads; without, one set all flows write in turn."""
+    views = stack.views
+    sizes = [v.in_features for v in views[0]]
+    rows = views[0][-1].out_features
+    count = len(views) if training else 1
+    numel = (count * sum(sizes) + rows) * n
+    record = _kept(stack, "inputs" if training else "eval", numel, like)
+    c = stack.mades[0].context_features
+
+    def make(flat: Tensor) -> _ForwardBuffers:
+        *parts, last = flat.split([count * size * n for size in sizes] + [rows * n])
+        layer_inputs = [part.view(count, size, n) for part, size in zip(parts, sizes, strict=True)]
+        output = last.view(rows, n)
+        flows = []
+        for t, flow_views in enumerate(views):
+            inputs = tuple(buffer[t if training else 0] for buffer in layer_inputs)
+            products = None
+            if stack.dropout == 0:
+                outs = (*inputs[1:], output)
+                products = tuple(map(bind_product, inputs, flow_views, outs))
+            context = inputs[0][:c] if c else None
+            flows.append(_FlowBuffers(inputs, inputs[0][c:], context, products))
+        return _ForwardBuffers(layer_inputs, flows, views)
+
+    return _derive(record, _views_key(stack, n), make)
+
+
+@dataclass(frozen=True)
+class _BackwardBuffers:
+    """Kept buffers for the backward pass through every flow's MADE: the gradients of each
+    layer's output (which the weight gradients read) and, per layer, one tensor for its
+    input gradient that the flows fill in turn; per flow, views and bound products."""
+
+    grads: list[Tensor]  # per MADE layer, (flows, out_units, batch)
+    flows: list[tuple[tuple[Tensor, ...], tuple[BoundInputGrad, ...]]]
+    views: Sequence[Sequence[BlockViews]]
+
+
+def _backward_buffers(stack: _Stack, n: int, like: Tensor) -> _BackwardBuffers:
+    views = stack.views
+    flows = len(views)
+    outs = [v.out_features for v in views[0]]
+    ins = [v.in_features for v in views[0]]
+    record = _kept(stack, "grads", (flows * sum(outs) + sum(ins)) * n, like)
+
+    def make(flat: Tensor) -> _BackwardBuffers:
+        parts = flat.split([flows * size * n for size in outs] + [size * n for size in ins])
+        grads = [part.view(flows, size, n) for part, size in zip(parts, outs, strict=False)]
+        input_grads = [
+            part.view(size, n) for part, size in zip(parts[len(outs) :], ins, strict=True)
+        ]
+        per_flow = []
+        for t, flow_views in enumerate(views):
+            rows = tuple(g[t] for g in grads)
+            per_flow.append((rows, tuple(map(bind_input_grad, rows, flow_views, input_grads))))
+        return _BackwardBuffers(grads, per_flow, views)
+
+    return _derive(record, _views_key(stack, n), make)
 
 
 def _stack_forward(
@@ -360,31 +471,41 @@ def _stack_forward(
     """``z`` ``(batch, features)``, ``log_det`` ``(batch,)``, each flow's saved tensors, the
     ``(flows, units, batch)`` inputs of every MADE layer (when ``save``) and the norms' rows."""
     mades = stack.mades
-    log_det = x.new_zeros(x.shape[0])
+    n = x.shape[0]
+    log_det = x.new_zeros(n)
     context_t = context.t().contiguous() if context is not None else None
     h = _sort(mades[0], x.t()).contiguous()
-    layer_inputs = _layer_buffers(stack, x.shape[0], x, inputs=True) if save else []
     frozen = not save and not stack.batch_stats  # batch norm as cached affine maps
     norm_rows = _norm_rows(stack, x) if stack.norms and not frozen else None
     saved: list[tuple] = []
     if frozen:  # evaluation without autograd: batch norm folded into the affine maps
         columns, norms_log_det = _frozen_columns(stack) if stack.norms else (None, 0.0)
-        for t, made in enumerate(mades):
+        flows = _forward_buffers(stack, n, x, training=False).flows  # one set, in turn
+        if context_t is not None and flows[0].context is not None:
+            flows[0].context.copy_(context_t)
+        for t, (made, flow) in enumerate(zip(mades, flows, strict=True)):
+            flow.data.copy_(h)
+            inputs = flow.inputs
+            out = mlp_forward_t(
+                inputs[0], stack.views[t], stack.activation, inputs[1:], None, flow.products
+            )[-1]
             flow_columns = columns[t] if columns is not None else None
-            y = _flow_evaluate(stack, t, h, context_t, log_det, flow_columns)
+            y = _flow_evaluate(stack, t, h, out, log_det, flow_columns)
             h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
         log_det.add_(norms_log_det + stack.bound * mades[0].features * len(mades))
-        return h.t().contiguous(), log_det, saved, layer_inputs, None
-    per_flow = list(zip(*[buffer.unbind(0) for buffer in layer_inputs], strict=True))
+        return h.t().contiguous(), log_det, saved, [], None
+    buffers = _forward_buffers(stack, n, x, training=True) if save else None
     for t, made in enumerate(mades):
-        inputs = per_flow[t] if save else None
-        y, flow_saved = _flow_forward(stack, t, h, context_t, log_det, inputs, norm_rows)
+        flow_buffers = buffers.flows[t] if buffers is not None else None
+        y, flow_saved = _flow_forward(stack, t, h, context_t, log_det, flow_buffers, norm_rows)
         saved.append(flow_saved)
         h = _reorder(made, mades[t + 1], y) if t + 1 < len(mades) else _unsort(made, y)
     if norm_rows is not None:
         log_det.add_(_norms_log_det(stack, norm_rows))
     elif stack.norms:
         log_det.add_(sum(norm.frozen()[2] for norm in stack.norms))
+    # New views for the graph: while it holds them, the kept buffer is not handed out again.
+    layer_inputs = [b.view_as(b) for b in buffers.layer_inputs] if buffers is not None else []
     return h.t().contiguous(), log_det, saved, layer_inputs, norm_rows
 
 
@@ -397,6 +518,7 @@ def _flow_backward(
     input_grad: bool,
     grads: Sequence[Tensor],
     norm_grads: tuple[Tensor, Tensor] | None,
+    bound: Sequence[BoundInputGrad] | None = None,
 ) -> tuple[Tensor | None, Tensor | None]:
     """Backward of flow ``t`` up to its MADE's layer outputs (weight gradients come later).
 
@@ -410,6 +532,7 @@ def _flow_backward(
         grads: Per MADE layer, ``(units, batch)``, filled with the gradient of its output.
         norm_grads: ``(features,)`` rows to write the gradients of the batch norm's
             ``log_gamma`` and ``beta`` into (generation order), or ``None`` without.
+        bound: The MADE layers' input gradients bound to ``grads`` (:func:`_backward_buffers`).
 
     Returns:
         ``grad_xs`` ``(features, batch)`` (``None`` without ``input_grad``) and
@@ -442,11 +565,12 @@ def _flow_backward(
     # log-det's -1 per row give -(g + grad_u us), times d log_scale / d raw = 4 sig (1 - sig).
     grad_log_scale = torch.addcmul(minus_4g, grad_u, us, value=-4.0)
     torch.ops.aten.sigmoid_backward.grad_input(grad_log_scale, sig, grad_input=grad_out_scale)
-    grad_in = mlp_input_grads_t(grads, values, stack.views[t], stack.activation, input_grad, keeps)
+    views = stack.views[t]
+    grad_in = mlp_input_grads_t(grads, values, views, stack.activation, input_grad, keeps, bound)
     if grad_in is None:
         return None, None
-    c = made.context_features
-    return torch.sub(grad_in[c:], grad_mean), grad_in[:c] if c else None
+    c = made.context_features  # grad_in is refilled by the next flow: new tensors out
+    return torch.sub(grad_in[c:], grad_mean), grad_in[:c].clone() if c else None
 
 
 def _weight_grads(
@@ -473,7 +597,7 @@ def _weight_grads(
     else:
         sizes = [r * c for flow_shapes in shapes for layer in flow_shapes for r, c in layer]
     sizes += [flows * layer.out_features for layer in layers[0]]
-    flat = list(_kept(stack, "weight grads", sum(sizes), grads[0]).split(sizes))
+    flat = list(_kept(stack, "weight grads", sum(sizes), grads[0]).tensor.split(sizes))
     biases = [
         f.view(flows, v.out_features) for f, v in zip(flat[-len(grads) :], layers[0], strict=True)
     ]
@@ -532,12 +656,12 @@ class _MAFStack(torch.autograd.Function):
         grad_y = _sort(mades[-1], grad_z.t()).contiguous()
         input_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_context = None
-        grads = _layer_buffers(stack, grad_z.shape[0], grad_z, inputs=False)
+        buffers = _backward_buffers(stack, grad_z.shape[0], grad_z)
+        grads = buffers.grads
         # log_gamma and beta gradients of every flow, rows in generation order.
         norm_grads = grad_z.new_empty(2, flows, mades[0].features) if stack.norms else None
         log_det_forms = (grad_log_det.sum(), grad_log_det.mul(-4.0).unsqueeze(0))
         grad_xs = None
-        per_flow = list(zip(*[g.unbind(0) for g in grads], strict=True))
         norm_rows = (
             list(zip(norm_grads[0].unbind(0), norm_grads[1].unbind(0), strict=True))
             if norm_grads is not None
@@ -551,8 +675,9 @@ class _MAFStack(torch.autograd.Function):
                 log_det_forms,
                 saved[t],
                 t > 0 or input_grad,
-                per_flow[t],
+                buffers.flows[t][0],
                 norm_rows[t] if norm_rows is not None else None,
+                buffers.flows[t][1],
             )
             if grad_c is not None and ctx.needs_input_grad[1]:
                 grad_context = grad_c if grad_context is None else grad_context + grad_c
