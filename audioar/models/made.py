@@ -424,12 +424,14 @@ class MADE(nn.Module):
     def _incremental_views(self, n: int, dtype: torch.dtype, device: torch.device) -> tuple:
         """Buffers and per-feature views for incremental generation, kept between calls.
 
-        Returns ``(acts, steps)``: ``acts[l]`` ``(n, units_l)`` holds layer ``l``'s values
-        (inputs first); ``steps[k] = (hidden, output, column)`` with, per hidden layer,
-        ``(bias, inputs seen, weight.T, target)`` views for the units of degree ``k``, the
-        same (without target) for the parameters of feature ``k``, and the input column(s)
+        Returns ``(acts, steps)``: ``acts[l]`` ``(units_l, n)`` holds layer ``l``'s values
+        (inputs first), transposed; ``steps[k] = (hidden, output, column)`` with, per hidden
+        layer, ``(bias, weight, inputs seen, target)`` views for the units of degree ``k``,
+        the same (without target) for the parameters of feature ``k``, and the input rows
         its value goes to. Slicing all of this anew for every feature of every call costs
-        as much as the products themselves.
+        as much as the products themselves. The transposed layout makes each product a
+        few rows of weights times a ``(seen, n)`` block: for 2 units, 512 inputs and
+        ``n = 100``, 6.6 µs against 22 µs for ``(n, seen) @ (seen, 2)`` (2 CPU threads).
         """
         # Dense weights, refreshed in place after parameter updates: the views stay valid.
         weights = [layer.masked_weight() for layer in self.layers]
@@ -437,9 +439,9 @@ class MADE(nn.Module):
         if self._inc is not None and self._inc[0] == key:
             return self._inc[1]
         c, u, p = self.context_features, self.units_per_feature, self.params_per_feature
-        biases = [layer.bias.detach() for layer in self.layers]
-        acts = [torch.zeros(n, c + self.features * u, dtype=dtype, device=device)]
-        acts += [torch.zeros(n, w.shape[0], dtype=dtype, device=device) for w in weights[:-1]]
+        biases = [layer.bias.detach().unsqueeze(1) for layer in self.layers]
+        acts = [torch.zeros(c + self.features * u, n, dtype=dtype, device=device)]
+        acts += [torch.zeros(w.shape[0], n, dtype=dtype, device=device) for w in weights[:-1]]
         w_out, b_out = weights[-1], biases[-1]
         steps = []
         for k in range(self.features):
@@ -448,17 +450,17 @@ class MADE(nn.Module):
             hidden = [
                 (
                     biases[i][start:stop],
-                    acts[i][:, :seen],
-                    weights[i][start:stop, :seen].t(),
-                    acts[i + 1][:, start:stop],
+                    weights[i][start:stop, :seen],
+                    acts[i][:seen],
+                    acts[i + 1][start:stop],
                 )
                 for i, (start, stop, seen) in enumerate(self._plan[k])
                 if stop > start
             ]
             seen = self._seen_last[k]
             rows = slice(k * p, (k + 1) * p)
-            output = (b_out[rows], acts[-1][:, :seen], w_out[rows, :seen].t())
-            steps.append((hidden, output, acts[0][:, c + k * u : c + (k + 1) * u]))
+            output = (b_out[rows], w_out[rows, :seen], acts[-1][:seen])
+            steps.append((hidden, output, acts[0][c + k * u : c + (k + 1) * u]))
         self._inc = (key, (acts, steps))
         return acts, steps
 
@@ -469,23 +471,23 @@ class MADE(nn.Module):
         act = ACTIVATIONS[self.activation]
         acts, steps = self._incremental_views(n, xs.dtype, xs.device)
         if context is not None:
-            acts[0][:, :c] = context
+            acts[0][:c] = context.t()
         in_place = {"tanh": Tensor.tanh_, "relu": Tensor.relu_}.get(self.activation)
         categorical = self.output == "categorical"
-        for k, (hidden, (b, below, w_t), column) in enumerate(steps):
-            for b_h, below_h, w_h, target in hidden:
+        for k, (hidden, (b, w, below), rows) in enumerate(steps):
+            for b_h, w_h, below_h, target in hidden:
                 if in_place is None:
-                    target.copy_(act(torch.addmm(b_h, below_h, w_h)))
+                    target.copy_(act(torch.addmm(b_h, w_h, below_h)))
                 else:
-                    in_place(torch.addmm(b_h, below_h, w_h, out=target))
-            value = step(k, torch.addmm(b, below, w_t))
+                    in_place(torch.addmm(b_h, w_h, below_h, out=target))
+            value = step(k, torch.addmm(b, w, below).t())
             if categorical:
                 xs[:, k] = value
-                column.copy_(F.one_hot(value.long(), u))
+                rows.copy_(F.one_hot(value.long(), u).t())
             else:
-                column.copy_(value.unsqueeze(1))
+                rows.copy_(value.unsqueeze(0))
         if not categorical:
-            xs.copy_(acts[0][:, c:])
+            xs.copy_(acts[0][c:].t())
 
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """Draw samples (dropout off, no gradients).
