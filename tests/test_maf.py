@@ -2,6 +2,7 @@
 
 import io
 import math
+import threading
 
 import pytest
 import torch
@@ -438,6 +439,35 @@ def test_kept_training_buffers_never_overwrite_what_is_still_held():
     kept = {key[1]: records for key, records in reused._cache.items() if key[0] == "kept"}
     assert set(kept) == {"inputs", "grads", "weight grads", "eval"}
     assert all(len(records) == 1 for records in kept.values()), kept
+
+
+def test_threads_evaluating_one_model_keep_their_own_buffers():
+    """Evaluation and incremental sampling write into buffers kept between calls; threads
+    scoring or sampling with one model at once (a scoring service) must not write into
+    each other's."""
+    torch.manual_seed(0)
+    maf = MAF(16, num_flows=4, hidden_features=(64, 64)).eval()
+    batches = [torch.randn(32, 16) for _ in range(8)]
+    with torch.no_grad():
+        expected = [maf.log_prob(x) for x in batches]
+        drawn = [maf.inverse(z) for z in batches]
+    failures: list[str] = []
+
+    def score(offset: int) -> None:
+        with torch.no_grad():
+            for r in range(30):
+                i = (offset + r) % len(batches)
+                if not torch.allclose(maf.log_prob(batches[i]), expected[i], atol=1e-4):
+                    failures.append(f"log_prob: thread {offset}, batch {i}")
+                if r % 6 == 0 and not torch.allclose(maf.inverse(batches[i]), drawn[i]):
+                    failures.append(f"inverse: thread {offset}, batch {i}")
+
+    threads = [threading.Thread(target=score, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
 
 
 def test_caches_follow_fused_optimiser_steps():

@@ -50,6 +50,7 @@ tests check values and gradients against it.
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -340,12 +341,14 @@ def _kept(stack: _Stack, kind: str, numel: int, like: Tensor) -> _Kept:
     caller kept. Two are kept per kind and size; otherwise (or without a cache) it is a new
     tensor, as before. Reuse spares the allocator the 12-30 MB a training step of the
     default MAF needs afresh, and the page faults when that memory went back to the system
-    in between (after evaluation: some 6,000 faults, 10 ms, on the next step).
+    in between (after evaluation: some 6,000 faults, 10 ms, on the next step). Buffers are
+    kept per thread: a buffer in use by a call is held by nothing the count would see, so
+    two threads evaluating one model at once must not share them.
     """
     cache = stack.cache
     if cache is None or _USE_COUNT is None:
         return _Kept(like.new_empty(numel))
-    key = ("kept", kind, numel, like.dtype, like.device)
+    key = ("kept", kind, numel, like.dtype, like.device, threading.get_ident())
     kept = cache.get(key)
     if kept is None:
         if sum(1 for k in cache if k[0] == "kept") >= _KEPT_KEYS:
