@@ -477,18 +477,26 @@ class MADE(nn.Module):
             acts[0][:c] = context.t()
         in_place = {"tanh": Tensor.tanh_, "relu": Tensor.relu_}.get(self.activation)
         categorical = self.output == "categorical"
-        for k, (hidden, (b, w, below), rows) in enumerate(steps):
-            for b_h, w_h, below_h, target in hidden:
-                if in_place is None:
-                    target.copy_(act(torch.addmm(b_h, w_h, below_h)))
+        # Every operation here is tiny (a few units times n): threads only cost their
+        # wake-ups. A MAF's sample(100), 2 CPUs: 1,010 ms on 2 threads against 150 ms on
+        # one with OMP_WAIT_POLICY=PASSIVE, 180 against 150 ms with spinning threads.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for k, (hidden, (b, w, below), rows) in enumerate(steps):
+                for b_h, w_h, below_h, target in hidden:
+                    if in_place is None:
+                        target.copy_(act(torch.addmm(b_h, w_h, below_h)))
+                    else:
+                        in_place(torch.addmm(b_h, w_h, below_h, out=target))
+                value = step(k, torch.addmm(b, w, below).t())
+                if categorical:
+                    xs[:, k] = value
+                    rows.copy_(F.one_hot(value.long(), u).t())
                 else:
-                    in_place(torch.addmm(b_h, w_h, below_h, out=target))
-            value = step(k, torch.addmm(b, w, below).t())
-            if categorical:
-                xs[:, k] = value
-                rows.copy_(F.one_hot(value.long(), u).t())
-            else:
-                rows.copy_(value.unsqueeze(0))
+                    rows.copy_(value.unsqueeze(0))
+        finally:
+            torch.set_num_threads(threads)
         if not categorical:
             xs.copy_(acts[0][c:].t())
 

@@ -318,7 +318,7 @@ def _flow_evaluate(
 
 
 _USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
-_KEPT_KEYS = 16  # distinct (kind, size, dtype, device) entries a cache keeps at most
+_KEPT_KEYS = 16  # distinct (kind, size, dtype, device, thread) entries a cache keeps at most
 
 
 @dataclass(eq=False)
