@@ -8,17 +8,18 @@ path ("audioar-ref": masked dense matmuls, D full passes per flow to sample).
 
 Rounds alternate the libraries so that load from other jobs on the machine hits all of them
 alike; each figure is the median over rounds of samples per second. Before each timed run
-of training steps or ``log_prob`` calls, ``--warmup`` untimed ones (default 1) warm the
+of training steps or ``log_prob`` calls, ``--warmup`` untimed ones (default 2) warm the
 model's code and memory up again: on the 2-core VMs these figures come from, memory and code
 left untouched for a second or two cost the next step 50-100 ms for any library (measured:
 the first training step after ``time.sleep(2)`` takes 7 ms -> 50-60 ms for a toy MAF of 8
-features, audioar and zuko alike), so without it a round's first step measures how long
-the other libraries ran before it and which of them warmed the same code (with 5-step
-rounds and no warm-up, audioar with batch norm trained at 1.22x zuko when it ran first in
-each round and at 1.59x when it ran after audioar without batch norm).
+features, audioar and zuko alike; for the MAF here, after 3 s, audioar's steps took 172,
+41, then 37 ms and zuko's 203, 68, then 61 ms), so without it a round's first steps measure
+how long the other libraries ran before it and which of them warmed the same code (with
+5-step rounds and no warm-up, audioar with batch norm trained at 1.22x zuko when it ran
+first in each round and at 1.59x when it ran after audioar without batch norm).
 
 Usage:
-    python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--warmup 1] [--device cpu|cuda]
+    python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--warmup 2] [--device cpu|cuda]
         [--amp] [--fused-adam] [--train-steps 10] [--eval-steps 30] [--models ...]
 """
 
@@ -128,7 +129,7 @@ def main():
     parser.add_argument("--eval-steps", type=int, default=30)
     parser.add_argument("--sample-calls", type=int, default=1)
     parser.add_argument(
-        "--warmup", type=int, default=1, help="untimed steps / calls before each timed run"
+        "--warmup", type=int, default=2, help="untimed steps / calls before each timed run"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
