@@ -277,9 +277,8 @@ class BoundInputGrad:
 
     out: Tensor  # (in_features, batch)
     tail: Tensor | None  # rows of out that no block sees: zero
-    steps: tuple[
-        tuple[Tensor, Tensor, Tensor], ...
-    ]  # (weight.T, grad rows, out rows), widest first
+    # (weight.T, grad rows, out rows) per block that sees any column, widest first
+    steps: tuple[tuple[Tensor, Tensor, Tensor], ...]
 
 
 def bind_input_grad(grad: Tensor, layer: BlockViews, out: Tensor) -> BoundInputGrad:

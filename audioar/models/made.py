@@ -426,7 +426,7 @@ class MADE(nn.Module):
         """Buffers and per-feature views for incremental generation, kept between calls.
 
         Returns ``(acts, steps)``: ``acts[l]`` ``(units_l, n)`` holds layer ``l``'s values
-        (inputs first), transposed; ``steps[k] = (hidden, output, column)`` with, per hidden
+        (inputs first), transposed; ``steps[k] = (hidden, output, rows)`` with, per hidden
         layer, ``(bias, weight, inputs seen, target)`` views for the units of degree ``k``,
         the same (without target) for the parameters of feature ``k``, and the input rows
         its value goes to. Slicing all of this anew for every feature of every call costs
