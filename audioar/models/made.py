@@ -479,7 +479,8 @@ class MADE(nn.Module):
         categorical = self.output == "categorical"
         # Every operation here is tiny (a few units times n): threads only cost their
         # wake-ups. A MAF's sample(100), 2 CPUs: 1,010 ms on 2 threads against 150 ms on
-        # one with OMP_WAIT_POLICY=PASSIVE, 180 against 150 ms with spinning threads.
+        # one with OMP_WAIT_POLICY=PASSIVE, 180 against 150 ms with spinning threads. (MKL's
+        # thread count is process-wide: other threads' products run on one thread meanwhile.)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
