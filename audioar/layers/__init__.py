@@ -1,18 +1,12 @@
 """Shared building blocks: masked linear layers, masked 2-D and dilated causal convolutions."""
 
 from audioar.layers.block_linear import (
-    BoundInputGrad,
-    BoundProduct,
-    bind_input_grad,
-    bind_product,
     block_linear,
     block_masked_mlp,
     block_views,
     block_weight_grads_t,
     mlp_forward_t,
     mlp_input_grads_t,
-    run_input_grad,
-    run_product,
     triangular_blocks,
     weight_grad_t,
 )
@@ -37,12 +31,6 @@ __all__ += [
     "block_masked_mlp",
     "block_views",
     "block_weight_grads_t",
-    "BoundProduct",
-    "BoundInputGrad",
-    "bind_product",
-    "run_product",
-    "bind_input_grad",
-    "run_input_grad",
     "mlp_forward_t",
     "mlp_input_grads_t",
     "triangular_blocks",

@@ -150,7 +150,6 @@ class BlockViews:
     out_features: int
     in_features: int
     weight: list[Tensor]  # (rows, col_end) per block: the columns the block sees
-    weight_t: list[Tensor]  # the same, transposed (col_end, rows)
     bias: Tensor | None  # (out_features, 1): a column of the (features, batch) layout
     stair: list[Tensor | None]  # (rows, col_end - col_full) of the 0/1 mask, or None
     # The input gradient's plan, made once: (row_start, row_end, col_end, weight.T) per
@@ -187,7 +186,6 @@ def block_views(
                 out_features=shape[0],
                 in_features=shape[1],
                 weight=w,
-                weight_t=[v.t() for v in w],
                 transposed=sorted(
                     (
                         (r0, r1, c1, v.t())
