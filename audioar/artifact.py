@@ -2,7 +2,7 @@
 
 Layout of ``RUN_DIR``::
 
-    config.json   {"format_version": 1, "audioar_version", "created", "config",
+    config.json   {"format_version": 2, "audioar_version", "created", "config",
                    "featurizer", "calibration", "extra"}
     weights.pt    the model's state dict: tensors only, read with weights_only=True
     history.csv   one row per training epoch
@@ -15,9 +15,9 @@ The directory appears whole or not at all: it is written into a hidden temporary
 import json
 import logging
 import math
-import os
+import pickle
 import shutil
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from audioar import __version__
+from audioar.atomic import replace_dir, temp_sibling
 from audioar.config import FORMAT_VERSION
 from audioar.errors import ConfigError, RunFormatError
 
@@ -35,6 +36,7 @@ __all__ = [
     "Run",
     "save_run",
     "load_run",
+    "read_document",
     "checkpoint_path_for",
     "remove_checkpoint",
     "CONFIG_FILE",
@@ -95,13 +97,6 @@ def _json_safe(value: Any) -> Any:
     raise ConfigError(f"cannot store a {type(value).__name__} in {CONFIG_FILE}: {value!r}")
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-
-
 def save_run(
     run_dir: str | Path,
     *,
@@ -147,32 +142,59 @@ def save_run(
         "calibration": _json_safe(calibration),
         "extra": _json_safe(extra or {}),
     }
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    tmp = temp_sibling(run_dir, "tmp")
     try:
-        _write_file(tmp / CONFIG_FILE, (json.dumps(document, indent=2) + "\n").encode())
+        (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
         torch.save(weights, tmp / WEIGHTS_FILE)
         frame = pd.DataFrame(history) if history else pd.DataFrame(columns=_HISTORY_COLUMNS)
-        _write_file(tmp / HISTORY_FILE, frame.to_csv(index=False).encode())
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        old = None
-        if run_dir.exists():  # overwrite: move the old run aside, then swap in the new one
-            old = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.old-", dir=run_dir.parent))
-            os.replace(run_dir, old / "run")
-        try:
-            os.rename(tmp, run_dir)
-        except OSError:
-            if old is not None:
-                os.replace(old / "run", run_dir)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        frame.to_csv(tmp / HISTORY_FILE, index=False)
+        replace_dir(tmp, run_dir)  # an old run (overwrite) goes only once the new one is in
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("saved run to %s", run_dir)
     return run_dir
+
+
+def read_document(run_dir: str | Path) -> dict[str, Any]:
+    """The checked ``config.json`` of a run directory (without loading its weights).
+
+    Returns:
+        ``{"format_version", "audioar_version", "created", "config", "featurizer",
+        "calibration", "extra"}``.
+
+    Raises:
+        RunFormatError: One line naming the file: missing directory, not a run directory,
+            invalid JSON, another format version, a missing section.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.exists():
+        raise RunFormatError(f"{run_dir}: run directory not found")
+    if not run_dir.is_dir():
+        raise RunFormatError(f"{run_dir}: not a directory (a run is a directory)")
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists():
+        raise RunFormatError(f"{run_dir}: not an audioar run directory (no {CONFIG_FILE})")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFormatError(f"{config_path}: invalid JSON ({exc})") from None
+    if not isinstance(document, dict) or "format_version" not in document:
+        raise RunFormatError(f"{config_path}: not an audioar run config (no format_version)")
+    version = document["format_version"]
+    if version != FORMAT_VERSION:
+        hint = "; refit it with this audioar" if isinstance(version, int) and version < 2 else ""
+        raise RunFormatError(
+            f"{config_path}: run was written by format version {version}; "
+            f"this audioar reads version {FORMAT_VERSION}{hint}"
+        )
+    for key in ("config", "featurizer", "calibration"):
+        if not isinstance(document.get(key), dict):
+            raise RunFormatError(f"{config_path}: missing or invalid {key!r} entry")
+    if document.get("extra") is not None and not isinstance(document["extra"], dict):
+        raise RunFormatError(f"{config_path}: 'extra' must be a JSON object")
+    return document
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -191,39 +213,20 @@ def load_run(run_dir: str | Path) -> Run:
             ``weights.pt``, unreadable ``history.csv``.
     """
     run_dir = Path(run_dir).expanduser()
-    if not run_dir.exists():
-        raise RunFormatError(f"{run_dir}: run directory not found")
-    if not run_dir.is_dir():
-        raise RunFormatError(f"{run_dir}: not a directory (a run is a directory)")
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.exists():
-        raise RunFormatError(f"{run_dir}: not an audioar run directory (no {CONFIG_FILE})")
-    try:
-        document = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFormatError(f"{config_path}: invalid JSON ({exc})") from None
-    if not isinstance(document, dict) or "format_version" not in document:
-        raise RunFormatError(f"{config_path}: not an audioar run config (no format_version)")
-    version = document["format_version"]
-    if version != FORMAT_VERSION:
-        raise RunFormatError(
-            f"{config_path}: run was written by format version {version}; "
-            f"this audioar reads version {FORMAT_VERSION}"
-        )
-    for key in ("config", "featurizer", "calibration"):
-        if not isinstance(document.get(key), dict):
-            raise RunFormatError(f"{config_path}: missing or invalid {key!r} entry")
-
+    document = read_document(run_dir)
     weights_path = run_dir / WEIGHTS_FILE
     if not weights_path.exists():
         raise RunFormatError(f"{weights_path}: missing")
     try:
-        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, garbage, or pickled code refused by weights_only
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with warnings.catch_warnings():  # torch's own notes on unpickling are not for users
+            warnings.simplefilter("ignore")
+            state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # pickled code (or objects) that weights_only refuses
         raise RunFormatError(
-            f"{weights_path}: corrupted, truncated or not plain tensors ({reason[:160]})"
+            f"{weights_path}: not a weights file written by audioar (refused to unpickle)"
         ) from None
+    except Exception:  # a truncated zip or garbage
+        raise RunFormatError(f"{weights_path}: corrupted or truncated weights file") from None
     if not isinstance(state_dict, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state_dict.items()
     ):

@@ -14,13 +14,17 @@ TOML has no null: an optional field is either left out (its default) or set to t
 import dataclasses
 import math
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audioar.config_values import coerce, field_types, parse_text
 from audioar.errors import ConfigError
+from audioar.features.registry import FEATURIZERS
+from audioar.features.stft import CMVN_MODES
+from audioar.features.whole_window import MODES as WELCH_MODES
+from audioar.models.build import FAMILIES
+from audioar.models.build import family as model_family
 
 __all__ = [
     "FORMAT_VERSION",
@@ -28,6 +32,7 @@ __all__ = [
     "DataConfig",
     "FeatureConfig",
     "ModelConfig",
+    "ScoreConfig",
     "TrainConfig",
     "CalibrationConfig",
     "RunConfig",
@@ -37,25 +42,28 @@ __all__ = [
     "apply_overrides",
 ]
 
-FORMAT_VERSION = 1  # version of the run-directory layout and of the stored config
+FORMAT_VERSION = 2  # version of the run-directory layout and of the stored config
 
-# Allowed values of the enumerated fields, "section.field" -> choices.
+# Allowed values of the enumerated fields, "section.field" -> choices. Featurizer and model
+# names come from their registries; a family's own settings are checked when it is built.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "features.name": ("segments", "fft", "stft", "mulaw"),
-    "features.mode": ("welch", "blog"),
-    "features.cmvn": ("none", "mean", "meanvar"),
-    "model.name": ("maf", "made", "wavenet"),
-    "model.activation": ("tanh", "relu", "elu", "gelu", "silu"),
-    "model.permutation": ("reverse", "random", "none"),
-    "model.base": ("normal", "mog"),
-    "model.output": ("gaussian", "mog", "bernoulli", "categorical"),
-    "model.wavenet_output": ("categorical", "gaussian", "logistic_mixture"),
-    "model.score": ("auto", "posterior", "per_step", "raw"),
+    "features.name": tuple(FEATURIZERS),
+    "features.mode": WELCH_MODES,
+    "features.cmvn": CMVN_MODES,
+    "model.name": tuple(FAMILIES),
+    "score.method": (
+        "auto",
+        "raw",
+        "per_step",
+        "posterior",
+        "likelihood_ratio",
+        "complexity",
+        "typicality",
+    ),
+    "score.background": ("none", "perturbed", "others", "both"),
     "train.device": ("auto", "cpu", "cuda"),
     "calibration.method": ("empirical", "gamma"),
 }
-
-_NONE_WORDS = ("none", "null")
 
 
 def _choice(section: str, name: str, value: str) -> None:
@@ -118,15 +126,19 @@ class FeatureConfig:
     mode: str = "welch"  # fft only: welch (averaged periodogram) | blog (the write-up's FFT)
     flatten: bool = False  # stft only: one (time * bins,) vector per clip (needs seconds)
     bits: int = 8  # mulaw only: 2**bits quantization levels
-    # stft only: per-clip normalisation of each bin over the clip's frames (speaker/channel
-    # level effects cancel): none | mean (subtract the clip mean) | meanvar (and divide by std)
+    # stft (per bin over the clip's frames) and segments (per mel band over its segments):
+    # per-clip normalisation, speaker/channel level effects cancel: none | mean (subtract
+    # the clip mean) | meanvar (stft only: and divide by the std)
     cmvn: str = "none"
+    # stft frames for image models (pixelcnn): every clip padded/trimmed to this many frames
+    # (padding never counts); None: the featurizer's fixed length, else the longest clip
+    frames: int | None = None
 
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
         _choice("features", "mode", self.mode)
         _choice("features", "cmvn", self.cmvn)
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments"):
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments", "frames"):
             _positive("features", name, getattr(self, name), allow_none=True)
         _positive("features", "seconds", self.seconds, allow_none=True)
         if not 1 <= self.bits <= 16:
@@ -152,6 +164,8 @@ class FeatureConfig:
                 "segments": self.segments,
                 "normalize": self.normalize,
                 "seconds": self.seconds,
+                # left out when off: the kwargs of older runs are unchanged
+                **({"cmvn": self.cmvn} if self.cmvn != "none" else {}),
             }
         if self.name == "fft":
             keys = ("sample_rate", "n_fft", "seconds", "mode", "hop_length")
@@ -173,89 +187,82 @@ class FeatureConfig:
 
 @dataclass
 class ModelConfig:
-    """Which density model, and its size."""
+    """Which density-model family, and its settings.
 
-    name: str = "maf"  # maf | made | wavenet
-    # MAF (and MADE: hidden_features)
-    num_flows: int = 5  # MADE layers stacked in the flow
-    hidden_features: tuple[int, ...] = (512, 512)  # hidden units of each MADE
-    activation: str = "tanh"  # hidden nonlinearity of each MADE: tanh | relu | elu | gelu | silu
-    batch_norm: bool = True  # batch-norm bijection between flows (MAF paper)
-    permutation: str = "reverse"  # feature order between flows: reverse | random | none
-    base: str = "normal"  # base distribution of the flow: normal | mog (MAF MoG)
-    # MADE
-    output: str = "gaussian"  # conditional per feature: gaussian | mog | bernoulli | categorical
-    components: int = 10  # mixture components (MADE output = "mog", MAF base = "mog")
-    # WaveNet
-    residual_channels: int = 64  # channels of the residual stream
-    skip_channels: int = 128  # channels of the skip connections
-    kernel_size: int = 2  # causal convolution width
-    dilation_cycles: int = 2  # repeats of the 1, 2, 4, ... max_dilation stack
-    max_dilation: int = 512  # largest dilation of a cycle
-    wavenet_output: str = "categorical"  # categorical (mu-law codes) | gaussian | logistic_mixture
-    # Which per-clip score drives anomaly_score, calibration and the headline metrics:
-    # auto (posterior for wavenet, raw for maf/made) | posterior (log p(x|target) minus
-    # logsumexp over classes, uniform prior) | per_step (raw / valid steps) | raw (log p(x|target))
-    score: str = "auto"
+    ``settings`` is an instance of the family's own ``Config`` dataclass (see
+    :data:`audioar.models.build.FAMILIES`); in a recipe the ``[model]`` table holds ``name``
+    and that dataclass's fields side by side, e.g. ``name = "maf"`` and ``num_flows = 5``.
+    """
+
+    name: str = "maf"  # a registered family: maf | made | wavenet | ... (audioar.models.build)
+    settings: Any = None  # the family's Config instance; None -> its defaults
 
     def __post_init__(self) -> None:
-        for name in ("name", "activation", "permutation", "base", "output", "wavenet_output"):
-            _choice("model", name, getattr(self, name))
-        _choice("model", "score", self.score)
-        for name in ("num_flows", "components", "residual_channels", "skip_channels"):
-            _positive("model", name, getattr(self, name))
-        for name in ("kernel_size", "dilation_cycles", "max_dilation"):
-            _positive("model", name, getattr(self, name))
-        if not self.hidden_features or any(h <= 0 for h in self.hidden_features):
+        cls = model_family(self.name)
+        if self.settings is None:
+            self.settings = cls.Config()
+        elif not isinstance(self.settings, cls.Config):
             raise ConfigError(
-                f"model.hidden_features: must be positive sizes, got {list(self.hidden_features)}"
+                f"model {self.name!r} takes {cls.Config.__name__} settings, "
+                f"got {type(self.settings).__name__}"
             )
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """The constructor arguments of the chosen model taken from this config.
-
-        Data-dependent arguments (``features``, ``context_features``, ``classes``,
-        ``quantization``) are added by the caller.
-
-        Returns:
-            For ``maf``: ``num_flows, hidden_features, activation, batch_norm, permutation,
-            base`` (+ ``components`` for a ``mog`` base); for ``made``: ``hidden_features,
-            output, activation`` (+ ``components`` for ``mog``; ``categories`` for
-            ``categorical`` comes from the data); for ``wavenet``: ``residual_channels,
-            skip_channels, kernel_size, dilation_cycles, max_dilation, output``.
-        """
-        if self.name == "maf":
-            keys = ("num_flows", "hidden_features", "activation", "batch_norm", "permutation")
-            kwargs = {key: getattr(self, key) for key in keys}
-            kwargs["base"] = self.base
-            if self.base == "mog":
-                kwargs["components"] = self.components
-        elif self.name == "made":
-            keys = ("hidden_features", "output", "activation")
-            kwargs = {key: getattr(self, key) for key in keys}
-            if self.output == "mog":
-                kwargs["components"] = self.components
-        else:
-            keys = (
-                "residual_channels",
-                "skip_channels",
-                "kernel_size",
-                "dilation_cycles",
-                "max_dilation",
-            )
-            kwargs = {key: getattr(self, key) for key in keys}
-            kwargs["output"] = self.wavenet_output
-        if "hidden_features" in kwargs:
-            kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
-        return kwargs
 
     @property
-    def resolved_score(self) -> str:
-        """The score actually used: ``score``, with ``auto`` resolved per model
-        (``posterior`` for wavenet, ``raw`` for maf and made)."""
-        if self.score != "auto":
-            return self.score
-        return "posterior" if self.name == "wavenet" else "raw"
+    def family(self) -> Any:
+        """The registered model class (its ``Config``, ``inputs`` and ``from_spec``)."""
+        return model_family(self.name)
+
+
+@dataclass
+class ScoreConfig:
+    """Which per-clip score drives the anomaly score, the threshold and the headline metrics,
+    and the extra models some scores need (see :mod:`audioar.scoring`)."""
+
+    # auto (posterior for a class-conditional model, else raw) | raw (log p(x | target)) |
+    # per_step (raw / valid steps) | posterior (log p(x | target) - logsumexp_c log p(x | c),
+    # uniform class prior; conditional models) | likelihood_ratio (raw minus a background
+    # model's log-likelihood, Ren et al. 2019) | complexity (raw plus the clip's lossless
+    # code length, Serra et al. 2020) | typicality (minus the distance of nats per step from
+    # the training clips' mean, Nalisnick et al. 2019)
+    method: str = "auto"
+    # data of the likelihood ratio's background model: none | perturbed (the training clips
+    # with a share of their values replaced by noise) | others (the other classes' clips) |
+    # both; none with method=likelihood_ratio means perturbed
+    background: str = "none"
+    perturb_rate: float = 0.2  # share of feature values the perturbed background replaces
+    # conditional models: add a class "_other" of perturbed clips of every class, so the
+    # posterior has an explicit background class
+    other_class: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("score", "method", self.method)
+        _choice("score", "background", self.background)
+        if not 0.0 < self.perturb_rate <= 1.0:
+            raise ConfigError(f"score.perturb_rate: must be in (0, 1], got {self.perturb_rate}")
+
+    @property
+    def background_data(self) -> str:
+        """The background model's data (``none`` when no background model is fitted)."""
+        if self.method == "likelihood_ratio" and self.background == "none":
+            return "perturbed"
+        return self.background
+
+    def resolve(self, conditional: bool) -> str:
+        """The score actually used: ``method`` with ``auto`` resolved for the model kind.
+
+        Raises:
+            ConfigError: ``posterior`` (or ``other_class``) for a model that is not
+                class-conditional.
+        """
+        if (self.method == "posterior" or self.other_class) and not conditional:
+            raise ConfigError(
+                "score.method=posterior and score.other_class need a class-conditional model; "
+                "this one models the target class alone (use score.method=raw, per_step, "
+                "likelihood_ratio, complexity or typicality)"
+            )
+        if self.method == "auto":
+            return "posterior" if conditional else "raw"
+        return self.method
 
 
 @dataclass
@@ -314,6 +321,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
@@ -322,6 +330,7 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "features": FeatureConfig,
     "model": ModelConfig,
+    "score": ScoreConfig,
     "train": TrainConfig,
     "calibration": CalibrationConfig,
 }
@@ -333,6 +342,8 @@ _SECTIONS: dict[str, type] = {
 def run_config_to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """A JSON-safe dict ``{section: {field: value}}`` (tuples become lists).
 
+    The ``model`` section holds ``name`` and the family's settings side by side.
+
     Args:
         cfg: The run configuration.
 
@@ -341,9 +352,36 @@ def run_config_to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for section in _SECTIONS:
-        part = dataclasses.asdict(getattr(cfg, section))
-        out[section] = {k: list(v) if isinstance(v, tuple | list) else v for k, v in part.items()}
+        part = getattr(cfg, section)
+        values = dataclasses.asdict(part.settings if section == "model" else part)
+        if section == "model":
+            values = {"name": part.name, **values}
+        out[section] = {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
     return out
+
+
+def _section_fields(section: str, model_name: str | None = None) -> dict[str, Any]:
+    """Field name -> type of one section; for ``model``, ``name`` and the family's fields."""
+    if section != "model":
+        return field_types(_SECTIONS[section])
+    return {"name": str, **field_types(model_family(model_name or "maf").Config)}
+
+
+def _unknown_keys(section: str, keys: list[str], fields: dict[str, Any], model: str) -> str:
+    where = f"[model] of {model}" if section == "model" else f"[{section}]"
+    return (
+        f"unknown key(s) {', '.join(f'{section}.{k}' for k in keys)}; {where} has "
+        f"{', '.join(fields)}"
+    )
+
+
+def _make_section(section: str, values: dict[str, Any]) -> Any:
+    """The section's dataclass from typed ``values`` (missing fields keep their defaults)."""
+    if section != "model":
+        return _SECTIONS[section](**values)
+    values = dict(values)
+    name = values.pop("name", "maf")
+    return ModelConfig(name, model_family(name).Config(**values))
 
 
 def run_config_from_dict(d: dict[str, Any], *, source: str | None = None) -> RunConfig:
@@ -351,7 +389,8 @@ def run_config_from_dict(d: dict[str, Any], *, source: str | None = None) -> Run
 
     Args:
         d: The nested dict (from JSON or TOML). The string ``"none"`` sets an optional field
-            to ``None``.
+            to ``None``. The ``model`` table's keys are ``name`` and the fields of that
+            family's ``Config``.
         source: Named at the start of error messages (e.g. the recipe's path).
 
     Returns:
@@ -372,21 +411,21 @@ def run_config_from_dict(d: dict[str, Any], *, source: str | None = None) -> Run
         )
     parts: dict[str, Any] = {}
     try:
-        for section, cls in _SECTIONS.items():
+        for section in _SECTIONS:
             values = d.get(section, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"[{section}] must be a table of settings, got {values!r}")
-            hints = _field_types(cls)
-            bad = [key for key in values if key not in hints]
+            name = values.get("name", "maf") if section == "model" else None
+            if name is not None and not isinstance(name, str):
+                raise ConfigError(f"model.name: expected a string, got {name!r}")
+            fields = _section_fields(section, name)
+            bad = [key for key in values if key not in fields]
             if bad:
-                raise ConfigError(
-                    f"unknown key(s) {', '.join(f'{section}.{k}' for k in bad)}; "
-                    f"[{section}] has {', '.join(hints)}"
-                )
-            kwargs = {
-                key: _coerce(value, hints[key], f"{section}.{key}") for key, value in values.items()
+                raise ConfigError(_unknown_keys(section, bad, fields, str(name)))
+            typed = {
+                key: coerce(value, fields[key], f"{section}.{key}") for key, value in values.items()
             }
-            parts[section] = cls(**kwargs)
+            parts[section] = _make_section(section, typed)
     except ConfigError as exc:
         raise ConfigError(f"{prefix}{exc}") from None
     return RunConfig(**parts)
@@ -428,7 +467,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
 
     Values are parsed to the field's type: ``int``, ``float`` (``1e-4``), ``bool``
     (true/false/yes/no/1/0), ``str``, ``none``/``null`` for optional fields, and sequences
-    written ``[256,256]``, ``(256, 256)`` or ``256,256`` (``[]`` is empty).
+    written ``[256,256]``, ``(256, 256)`` or ``256,256`` (``[]`` is empty). A
+    ``model.name`` override is applied first: another family starts from its own defaults,
+    and the other ``model.*`` overrides are that family's settings.
 
     Args:
         cfg: The config to start from (not modified).
@@ -441,7 +482,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     Raises:
         ConfigError: A malformed item, unknown key, or a value that does not parse (named).
     """
-    parts = {section: getattr(cfg, section) for section in _SECTIONS}
+    parsed = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -454,100 +495,25 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
             raise ConfigError(
                 f"override {item!r}: unknown section {section!r}; expected {', '.join(_SECTIONS)}"
             )
-        hints = _field_types(_SECTIONS[section])
-        if name not in hints:
+        parsed.append((item, key, section, name, raw.strip()))
+    parts = {section: getattr(cfg, section) for section in _SECTIONS}
+    names = [raw for _, _, section, name, raw in parsed if (section, name) == ("model", "name")]
+    if names and names[-1] != parts["model"].name:
+        parts["model"] = ModelConfig(parse_text(names[-1], str, "model.name"))
+    for item, key, section, name, raw in parsed:
+        if (section, name) == ("model", "name"):
+            continue
+        fields = _section_fields(section, parts["model"].name)
+        if name not in fields:
+            where = f"[model] of {parts['model'].name}" if section == "model" else f"[{section}]"
             raise ConfigError(
-                f"override {item!r}: unknown key {key!r}; [{section}] has {', '.join(hints)}"
+                f"override {item!r}: unknown key {key!r}; {where} has {', '.join(fields)}"
             )
-        value = _parse_text(raw.strip(), hints[name], key)
-        parts[section] = dataclasses.replace(parts[section], **{name: value})
+        value = parse_text(raw, fields[name], key)
+        if section == "model":
+            model = parts["model"]
+            settings = dataclasses.replace(model.settings, **{name: value})
+            parts["model"] = ModelConfig(model.name, settings)
+        else:
+            parts[section] = dataclasses.replace(parts[section], **{name: value})
     return RunConfig(**parts)
-
-
-# ----------------------------------------------------------------------------- typing helpers
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _split_optional(tp: Any) -> tuple[Any, bool]:
-    """``X | None`` -> (X, True); anything else -> (tp, False)."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], len(args) < len(typing.get_args(tp))
-    return tp, False
-
-
-def _type_name(tp: Any) -> str:
-    inner, optional = _split_optional(tp)
-    origin = typing.get_origin(inner)
-    if origin in (tuple, list):
-        name = f"a list of {typing.get_args(inner)[0].__name__}"
-    else:
-        name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[inner]
-    return name + (" or none" if optional else "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check a JSON/TOML value against a field type, converting lists to tuples etc."""
-    inner, optional = _split_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.lower() in _NONE_WORDS):
-        if optional:
-            return None
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got none")
-    origin = typing.get_origin(inner)
-    if origin in (tuple, list):
-        element = typing.get_args(inner)[0]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        try:
-            items = [_coerce(v, element, key) for v in value]
-        except ConfigError:
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}") from None
-        return tuple(items) if origin is tuple else items
-    ok = (
-        (inner is bool and isinstance(value, bool))
-        or (inner is int and isinstance(value, int) and not isinstance(value, bool))
-        or (inner is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (inner is str and isinstance(value, str))
-    )
-    if not ok:
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    return float(value) if inner is float else value
-
-
-def _parse_text(raw: str, tp: Any, key: str) -> Any:
-    """Parse the text of an override to the field's type."""
-    inner, optional = _split_optional(tp)
-    if optional and raw.lower() in _NONE_WORDS:
-        return None
-    origin = typing.get_origin(inner)
-    if origin in (tuple, list):
-        body = raw
-        if body[:1] + body[-1:] in ("[]", "()"):
-            body = body[1:-1]
-        items = [part.strip().strip("\"'") for part in body.split(",")] if body.strip() else []
-        if any(not item for item in items):
-            raise ConfigError(f"{key}: empty item in {raw!r}")
-        element = typing.get_args(inner)[0]
-        try:
-            parsed = [_parse_text(item, element, key) for item in items]
-        except ConfigError:
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {raw!r}") from None
-        return tuple(parsed) if origin is tuple else parsed
-    try:
-        if inner is bool:
-            words = {"true": True, "yes": True, "on": True, "1": True}
-            words |= {"false": False, "no": False, "off": False, "0": False}
-            return words[raw.lower()]
-        if inner is int:
-            return int(raw)
-        if inner is float:
-            return float(raw)
-    except (KeyError, ValueError):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {raw!r}") from None
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-        raw = raw[1:-1]
-    return raw

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audioar.calibration import MIN_REFERENCE
 from audioar.errors import ConfigError, DataError
 from audioar.io import AUDIO_EXTENSIONS
 
@@ -53,6 +54,9 @@ _SPLIT_ALIASES = {
 _FSDD_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>.+)_(?P<take>\d+)$")
 _NOHASH = re.compile(r"^(?P<speaker>.+?)_nohash_(?P<take>\d+)?")
 _SHOW = 3  # how many offending names an error message lists
+# Clips of each class a carved validation part takes at least (when the class keeps two for
+# training): enough to calibrate a threshold on the target's.
+_AT_LEAST = MIN_REFERENCE
 
 
 @dataclass(frozen=True)
@@ -342,13 +346,15 @@ def split(
         validation = [c for c in clips if c.split == "validation"]
         train = [c for c in clips if c.split not in ("test", "validation")]
         if not validation:
-            train, validation = _stratified_carve(train, validation_fraction, rng)
+            at_least = _AT_LEAST if validation_fraction > 0 else 0
+            train, validation = _stratified_carve(train, validation_fraction, rng, at_least)
         return Split(train, validation, test, "official")
     if scheme.startswith("speaker:"):
         return _speaker_split(dataset, scheme.removeprefix("speaker:"), validation_fraction, rng)
     if scheme == "random":
         rest, test = _stratified_carve(clips, test_fraction, rng)
-        train, validation = _stratified_carve(rest, validation_fraction, rng)
+        at_least = _AT_LEAST if validation_fraction > 0 else 0
+        train, validation = _stratified_carve(rest, validation_fraction, rng, at_least)
         return Split(train, validation, test, "random")
     if scheme == "loso":
         raise DataError("scheme 'loso' gives one split per speaker: use loso_folds(dataset)")
@@ -448,12 +454,14 @@ def _pick_speakers(clips: list[Clip], fraction: float, rng: np.random.Generator)
 
 
 def _stratified_carve(
-    clips: list[Clip], fraction: float, rng: np.random.Generator
+    clips: list[Clip], fraction: float, rng: np.random.Generator, at_least: int = 0
 ) -> tuple[list[Clip], list[Clip]]:
     """Split off about ``fraction`` of each label's clips: ``(kept, carved)``, order kept.
 
     Every label keeps at least one clip in ``kept``. When ``fraction`` is above 0 but
     rounding carves nothing, one clip of the largest label (with two or more) is carved.
+    ``at_least`` raises a label's share to that many clips where it keeps two for ``kept``
+    (a validation part must hold enough clips of the target to calibrate a threshold).
     """
     if fraction == 0 or not clips:
         return list(clips), []
@@ -464,6 +472,7 @@ def _stratified_carve(
     for label in sorted(index):
         members = index[label]
         n = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
+        n = max(n, min(at_least, len(members) - 2))
         carved.extend(members[j] for j in rng.permutation(len(members))[:n])
     if not carved:
         label = max(sorted(index), key=lambda lab: len(index[lab]))

@@ -25,17 +25,12 @@ but with chance at ``max_fpr / 2``) is given as ``pauc_unstandardized``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score, roc_curve
 
 from audioar.errors import DataError
@@ -43,24 +38,14 @@ from audioar.errors import DataError
 __all__ = [
     "evaluate_scores",
     "summarize_folds",
-    "write_evaluation",
-    "scores_frame",
+    "summarize_scores",
     "equal_error_rate",
     "partial_auc",
-    "EVALUATION_FILES",
+    "check_inputs",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Files written by :func:`write_evaluation`, by key of the returned mapping.
-EVALUATION_FILES: dict[str, str] = {
-    "metrics": "metrics.json",
-    "per_class": "per_class.csv",
-    "scores": "scores.csv",
-    "roc": "roc.png",
-    "per_class_loglik": "per_class_loglik.png",
-    "score_hist": "score_hist.png",
-}
 
 _HEADLINE = ("auc", "pauc", "eer", "target_rank")
 _THRESHOLD_KEYS = ("precision", "recall", "f1", "fpr", "tpr")
@@ -135,8 +120,12 @@ def partial_auc(
 # --------------------------------------------------------------------------- metrics
 
 
-def _check_inputs(
-    log_likelihood: np.ndarray | Sequence[float], labels: Sequence[str], target: str
+def check_inputs(
+    log_likelihood: np.ndarray | Sequence[float],
+    labels: Sequence[str],
+    target: str,
+    *,
+    need_both: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     ll = np.asarray(log_likelihood, dtype=np.float64).reshape(-1)
     lab = np.asarray([str(x) for x in labels], dtype=object)
@@ -151,6 +140,8 @@ def _check_inputs(
             f"{n_nan + n_inf} of {ll.shape[0]} log-likelihoods are not finite "
             f"({n_nan} NaN, {n_inf} infinite)"
         )
+    if not need_both:
+        return ll, lab
     is_target = lab == target
     n_target = int(is_target.sum())
     if n_target == 0:
@@ -230,7 +221,7 @@ def evaluate_scores(
         >>> m["auc"], m["eer"], m["target_rank"]
         (1.0, 0.0, 1)
     """
-    ll, lab = _check_inputs(log_likelihood, labels, target)
+    ll, lab = check_inputs(log_likelihood, labels, target)
     if dims is not None and dims <= 0:
         raise DataError(f"dims must be positive, got {dims}")
     y_true = (lab != target).astype(int)
@@ -376,176 +367,30 @@ def summarize_folds(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-# --------------------------------------------------------------------------- files
-
-
-def scores_frame(
-    log_likelihood: np.ndarray | Sequence[float],
-    labels: Sequence[str],
-    *,
-    paths: Sequence[str | os.PathLike] | None = None,
-    folds: Sequence[str] | None = None,
-    dims: int | None = None,
-) -> pd.DataFrame:
-    """Per-clip scores as the table :func:`write_evaluation` writes to ``scores.csv``.
+def summarize_scores(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per score: the mean and std of the fold AUCs and whether the target ranked first in
+    every fold (for runs that report several scores, ``metrics["scores"]``).
 
     Args:
-        log_likelihood: (n,) log-likelihood per clip in nats.
-        labels: (n,) class labels.
-        paths: (n,) clip paths. Default None (no ``path`` column).
-        folds: (n,) fold name per clip, for leave-one-speaker-out. Default None.
-        dims: if given, adds ``log_likelihood_per_dim``. Default None.
+        folds: ``{fold: metrics}`` each with ``"scores": {column: {"auc", "pauc", "eer",
+            "target_rank"}}``.
 
     Returns:
-        DataFrame with columns ``[path], label, log_likelihood, anomaly_score,
-        [log_likelihood_per_dim], [fold]``.
+        ``{column: {"auc", "auc_std", "pauc", "eer", "target_rank",
+        "target_first_in_all_folds", "folds": {fold: auc}}}``.
     """
-    ll = np.asarray(log_likelihood, dtype=np.float64).reshape(-1)
-    columns: dict[str, Any] = {}
-    if paths is not None:
-        columns["path"] = [str(p) for p in paths]
-    columns["label"] = [str(x) for x in labels]
-    columns["log_likelihood"] = ll
-    columns["anomaly_score"] = -ll
-    if dims is not None:
-        columns["log_likelihood_per_dim"] = ll / dims
-    if folds is not None:
-        columns["fold"] = [str(f) for f in folds]
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) != 1:
-        raise DataError(f"scores_frame: columns of different lengths {sorted(lengths)}")
-    return pd.DataFrame(columns)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain Python for json.dumps: numpy scalars unwrapped, NaN/inf as None."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` whole or not at all (temp file in the folder, then rename).
-
-    Args:
-        path: destination file; its folder must exist.
-        data: the bytes to write.
-
-    Returns:
-        The destination as a Path.
-    """
-    path = Path(path)
-    # A unique name opened with "x" (not mkstemp) so the file gets the usual umask mode.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _per_class_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    rows = [
-        {
-            "label": label,
-            "n": row.get("n"),
-            "mean_log_likelihood": row.get("mean_log_likelihood"),
-            "median_log_likelihood": row.get("median_log_likelihood"),
-            "auc_vs_target": row.get("auc"),
-            "rank": row.get("rank"),
+    columns = list(next(iter(folds.values()))["scores"]) if folds else []
+    out: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        rows = {name: m["scores"][column] for name, m in folds.items()}
+        auc, auc_std = _mean_std([r["auc"] for r in rows.values()])
+        out[column] = {
+            "auc": auc,
+            "auc_std": auc_std,
+            "pauc": float(np.mean([r["pauc"] for r in rows.values()])),
+            "eer": float(np.mean([r["eer"] for r in rows.values()])),
+            "target_rank": float(np.mean([r["target_rank"] for r in rows.values()])),
+            "target_first_in_all_folds": all(r["target_rank"] == 1 for r in rows.values()),
+            "folds": {name: r["auc"] for name, r in rows.items()},
         }
-        for label, row in metrics.get("per_class", {}).items()
-    ]
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "label",
-            "n",
-            "mean_log_likelihood",
-            "median_log_likelihood",
-            "auc_vs_target",
-            "rank",
-        ],
-    )
-    return table.sort_values(["rank", "label"], kind="stable").reset_index(drop=True)
-
-
-def write_evaluation(
-    out_dir: str | os.PathLike, metrics: Mapping[str, Any], scores: pd.DataFrame
-) -> dict[str, Path]:
-    """Write an evaluation folder: metrics, tables and figures.
-
-    Every file is written atomically; ``metrics.json`` is written last, so its presence
-    means the folder is complete.
-
-    Args:
-        out_dir: the folder (created if missing).
-        metrics: from :func:`evaluate_scores` or :func:`summarize_folds`.
-        scores: per-clip table with at least ``label`` and ``log_likelihood`` (see
-            :func:`scores_frame`); ``anomaly_score`` is added if missing; a ``fold``
-            column gives one ROC curve per fold.
-
-    Returns:
-        ``{key: path}`` for the keys of :data:`EVALUATION_FILES` (metrics, per_class,
-        scores, roc, per_class_loglik, score_hist).
-
-    Raises:
-        DataError: ``scores`` lacks ``label`` or ``log_likelihood``, or ``metrics`` lacks
-            ``target``.
-    """
-    from audioar import figures  # matplotlib is imported only when figures are drawn
-
-    missing = [c for c in ("label", "log_likelihood") if c not in scores.columns]
-    if missing:
-        raise DataError(f"scores table lacks column(s): {', '.join(missing)}")
-    if "target" not in metrics:
-        raise DataError("metrics lack the 'target' key")
-    target = str(metrics["target"])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {key: out / name for key, name in EVALUATION_FILES.items()}
-
-    table = scores.copy()
-    table["label"] = table["label"].astype(str)
-    if "anomaly_score" not in table.columns:
-        table["anomaly_score"] = -table["log_likelihood"].astype(float)
-    first = [c for c in ("path", "label", "log_likelihood", "anomaly_score") if c in table]
-    table = table[first + [c for c in table.columns if c not in first]]
-    atomic_write_bytes(paths["scores"], table.to_csv(index=False).encode())
-    atomic_write_bytes(paths["per_class"], _per_class_table(metrics).to_csv(index=False).encode())
-
-    ll = table["log_likelihood"].to_numpy(dtype=np.float64)
-    labels = table["label"].to_numpy()
-    is_target = labels == target
-    score = table["anomaly_score"].to_numpy(dtype=np.float64)
-    fold = table["fold"].astype(str).to_numpy() if "fold" in table.columns else None
-    max_fpr = float(metrics.get("max_fpr") or 0.1)
-    threshold = metrics.get("threshold")
-    figures.save_figure(
-        figures.roc_figure(~is_target, score, folds=fold, max_fpr=max_fpr, target=target),
-        paths["roc"],
-    )
-    figures.save_figure(
-        figures.per_class_boxplot_figure(ll, labels, target), paths["per_class_loglik"]
-    )
-    figures.save_figure(
-        figures.score_histogram_figure(
-            score, is_target, threshold=threshold, target=target, pooled=fold is not None
-        ),
-        paths["score_hist"],
-    )
-    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(paths["metrics"], text.encode())
-    logger.info("wrote evaluation to %s", out)
-    return paths
+    return out

@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from audioar.evaluate import atomic_write_bytes
+from audioar.atomic import atomic_write
 
 __all__ = [
     "DPI",
@@ -30,6 +30,7 @@ __all__ = [
     "per_class_boxplot_figure",
     "score_histogram_figure",
     "training_curves_figure",
+    "trace_figure",
     "save_figure",
     "figure_png",
 ]
@@ -79,7 +80,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     Returns:
         The destination as a Path.
     """
-    return atomic_write_bytes(path, figure_png(fig))
+    return atomic_write(path, figure_png(fig))
 
 
 def roc_figure(
@@ -257,29 +258,32 @@ def training_curves_figure(
         ax = fig.add_subplot()
         # tab20 without its two reds (red is the target's colour); dashes after 18 classes
         palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (6, 7)]
-        plotted: list[np.ndarray] = []
+        curves: dict[str, np.ndarray] = {}
         for i, col in enumerate(compared):
             values = history[col].to_numpy(dtype=np.float64)
             style = "-" if i < len(palette) else (0, (4, 2))
             color = palette[i % len(palette)]
             ax.plot(epochs, values, lw=0.9, alpha=0.85, color=color, ls=style, label=col[3:])
-            plotted.append(values)
+            curves[col] = values
+        target_curves = []
         if "train_log_likelihood" in history:
             values = history["train_log_likelihood"].to_numpy(dtype=np.float64)
             ax.plot(epochs, values, color="black", lw=1.4, ls="--", label="train (target)")
-            plotted.append(values)
+            target_curves.append(values)
         if "val_log_likelihood" in history:
             values = history["val_log_likelihood"].to_numpy(dtype=np.float64)
             name = "validation (target)" if target is None else f"validation ({target!s})"
             ax.plot(epochs, values, color=_TARGET_COLOR, lw=2.6, label=name)
-            plotted.append(values)
+            target_curves.append(values)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.3", lw=0.8, ls=":", label=f"best epoch {best_epoch}")
-        if plotted:
-            _robust_ylim(ax, np.concatenate(plotted))
+        below = _focus_ylim(ax, target_curves, curves)
+        title = "Training curves"
+        if below:
+            title += f" ({below} class{'es' if below > 1 else ''} fall below the axis)"
+        ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel("mean log-likelihood (nats)")
-        ax.set_title("Training curves")
         ax.grid(alpha=0.3)
         ax.legend(
             loc="upper left",
@@ -290,14 +294,126 @@ def training_curves_figure(
     return fig
 
 
-def _robust_ylim(ax: object, values: np.ndarray) -> None:
-    """Keep a few very low early epochs from squashing the rest of the curves."""
-    v = values[np.isfinite(values)]
-    if v.size < 2:
-        return
-    lo, hi = float(np.quantile(v, 0.05)), float(v.max())
-    if hi - lo <= 0:
-        return
-    if float(v.min()) < lo - 0.2 * (hi - lo):
-        pad = 0.05 * (hi - lo)
-        ax.set_ylim(lo - pad, hi + pad)  # type: ignore[attr-defined]
+def _smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` steps (same length; the ends average fewer steps)."""
+    if width <= 1 or len(values) < 3:
+        return values
+    kernel = np.ones(width)
+    total = np.convolve(values, kernel, mode="same")
+    count = np.convolve(np.ones(len(values)), kernel, mode="same")
+    return total / count
+
+
+def trace_figure(
+    trace: np.ndarray,
+    step_seconds: float,
+    spectrogram: np.ndarray,
+    frame_seconds: float,
+    *,
+    title: str = "",
+    reference: float | None = None,
+    ylim: tuple[float, float] | None = None,
+    max_seconds: float | None = None,
+) -> Figure:
+    """A clip's log-mel spectrogram with its per-step surprise beneath, on one time axis.
+
+    The surprise of step ``t`` is ``-log p(x_t | x_<t)`` (nats, higher = more surprising),
+    drawn at ``t * step_seconds``; traces with more than about 100 steps per second
+    (mu-law samples) are drawn faintly with a 10 ms moving average over them. A dotted line
+    marks the most surprising step on both panels (white on the spectrogram, red below).
+
+    Args:
+        trace: ``(steps,)`` per-step log-likelihoods (nats).
+        step_seconds: Seconds between steps.
+        spectrogram: ``(frames, n_mels)`` log-mel magnitudes; frame ``k`` at
+            ``k * frame_seconds``.
+        frame_seconds: Seconds between frames.
+        title: Figure title. Default "".
+        reference: A surprise level to draw dashed (e.g. the median of typical target
+            clips). Default None.
+        ylim: Limits of the surprise axis (to share them between clips). Default None.
+        max_seconds: Right end of the time axis (to share it between clips). Default None:
+            the end of the clip.
+
+    Returns:
+        The figure.
+    """
+    trace = np.asarray(trace, dtype=np.float64)
+    spec = np.asarray(spectrogram, dtype=np.float64)
+    surprise = -trace
+    times = np.arange(len(trace)) * float(step_seconds)
+    end = max((len(spec) - 0.5) * frame_seconds, (len(trace) - 0.5) * step_seconds)
+    fig = _figure(5.4, 3.5)
+    with matplotlib.rc_context(_RC):
+        ax_s, ax_t = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.15, 1]})
+        half = frame_seconds / 2.0
+        extent = (
+            -half,
+            len(spec) * frame_seconds - half,
+            0,
+            spec.shape[1] if spec.ndim == 2 else 1,
+        )
+        if spec.size:
+            ax_s.imshow(spec.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+        ax_s.set_ylabel("mel band")
+        ax_s.tick_params(labelbottom=False)
+        dense = step_seconds < 0.005 and len(trace) > 200
+        if dense:
+            width = max(1, round(0.01 / step_seconds))
+            ax_t.plot(times, surprise, color=_ACCENT, lw=0.4, alpha=0.25)
+            ax_t.plot(times, _smooth(surprise, width), color=_ACCENT, lw=1.3)
+        else:
+            ax_t.plot(times, surprise, color=_ACCENT, lw=1.3, marker="." if len(trace) < 60 else "")
+        if len(trace):
+            peak = float(times[int(np.argmax(_smooth(surprise, width) if dense else surprise))])
+            ax_s.axvline(peak, color="white", lw=1.2, ls=":")
+            ax_t.axvline(peak, color=_TARGET_COLOR, lw=1.0, ls=":")
+        if reference is not None and np.isfinite(reference):
+            ax_t.axhline(reference, color="0.35", lw=0.9, ls="--")
+        if ylim is not None:
+            ax_t.set_ylim(*ylim)
+        ax_t.set_xlim(-half, max_seconds if max_seconds else end)
+        ax_t.set_xlabel("time (s)")
+        ax_t.set_ylabel("surprise (nats)")
+        ax_t.grid(alpha=0.3)
+        if title:
+            ax_s.set_title(title, fontsize=9)
+    return fig
+
+
+def _focus_ylim(ax: object, target: list[np.ndarray], compared: dict[str, np.ndarray]) -> int:
+    """Show the target's curves and the classes near them; cut off the ones far below.
+
+    Compared classes often fall thousands of nats below the target as training goes on,
+    and one linear axis over all of them flattens the target's curve into a line at the
+    top. The axis spans from the highest curve (the target's or a class beating it) down
+    to the target's lowest value (after its first steep epochs) and twice that height
+    again below it, or further to the best value of the nearest class below the target:
+    the gap between the target and its nearest rivals fills the plot.
+
+    Returns:
+        How many compared classes leave the axis at the bottom.
+    """
+
+    def late(values: np.ndarray) -> np.ndarray:
+        v = values[len(values) // 5 :] if len(values) >= 5 else values
+        return v[np.isfinite(v)]
+
+    focus = [v for v in (late(t) for t in target) if v.size]
+    if not focus:
+        return 0
+    floor = min(float(v.min()) for v in focus)
+    tops = [float(v.max()) for v in focus]
+    tops += [float(late(v).max()) for v in compared.values() if late(v).size]
+    hi = max(tops)
+    if hi - floor <= 0:
+        return 0
+    below = [float(late(v).max()) for v in compared.values() if late(v).size]
+    below = [top for top in below if top < floor]
+    lo = min([floor - 2.0 * (hi - floor), *([max(below)] if below else [])])
+    pad = 0.05 * (hi - lo)
+    lowest = [float(np.nanmin(v)) for v in compared.values() if np.isfinite(v).any()]
+    if min([floor, *lowest]) >= lo:
+        lo = min([floor, *lowest])  # everything fits: no cut
+    ax.set_ylim(lo - pad, hi + pad)  # type: ignore[attr-defined]
+    return sum(1 for m in lowest if m < lo - pad)

@@ -1,22 +1,31 @@
-"""Score audio files with a trained run: streamed in batches, bad files reported, not fatal."""
+"""Score audio files with a trained run: streamed in batches, bad files reported, not fatal.
+
+With ``trace_dir`` every scored clip also gets its per-step trace (:mod:`audioar.trace`):
+``trace_dir/<stem>-<hash>.csv`` with columns ``step,time_s,log_likelihood`` (the hash is of
+the clip's absolute path, so equal names in different folders do not collide), named in the
+scores table's ``trace`` column and in ``trace_dir/index.csv`` (``path, trace, steps,
+step_seconds, log_likelihood``), which appears once the whole batch job has finished.
+"""
 
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from audioar.atomic import atomic_open
 from audioar.errors import DataError
 from audioar.features import extract
 from audioar.io import AUDIO_EXTENSIONS
-from audioar.pipeline import TrainedModel
-from audioar.scoring import log_likelihoods
+from audioar.run import TrainedModel
+from audioar.scoring import SCORE_COLUMN, score_features
+from audioar.trace import clip_traces, step_seconds, write_trace_csv
 
 __all__ = ["SCORE_COLUMNS", "expand_inputs", "score_files", "write_scores"]
 
@@ -74,15 +83,16 @@ def score_files(
     batch_size: int = 2048,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
+    trace_dir: str | Path | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Score ``paths`` in batches; yields one table per batch (columns ``SCORE_COLUMNS``).
+    """Score ``paths`` in batches; yields one table per batch.
 
     Memory stays bounded by ``batch_size`` whatever the number of files. A file that cannot
-    be read or gives non-finite features gets its reason in ``error`` and empty scores;
-    the rest of the batch is scored. A class-conditional run (WaveNet) adds the columns
-    ``nats_per_step``, ``log_posterior`` and ``ll_<class>`` (``log p(x | class)`` for every
-    class); its ``anomaly_score`` is minus the run's chosen score (``model.score``), and
-    ``nats_per_dim`` divides by valid steps x values per step.
+    be read or gives non-finite features gets its reason in ``error`` and empty scores; the
+    rest of the batch is scored. The columns are ``SCORE_COLUMNS`` with, after
+    ``nats_per_dim``, every other score the model has (``nats_per_step`` for models with
+    steps, ``log_posterior`` and ``ll_<class>`` for class-conditional ones);
+    ``anomaly_score`` is minus the run's chosen score (``score.method``).
 
     Args:
         trained: The loaded run (:func:`audioar.pipeline.load_trained`).
@@ -90,51 +100,74 @@ def score_files(
         batch_size: Files per batch. Default 2048.
         use_cache: Use the on-disk feature cache.
         progress: Called with the number of files finished after each batch.
+        trace_dir: Also write each scored clip's per-step trace there (``log p(x_t |
+            x_<t)`` under the target, see :func:`audioar.trace.clip_traces`; one step for
+            a vector model, with an empty ``time_s``) and add the ``trace`` column (the
+            file's name, "" for a clip with an error). Default None: no traces.
     """
+    with ExitStack() as stack:
+        traces = None
+        if trace_dir is not None:  # index.csv is renamed into place once every batch is done
+            handle = stack.enter_context(
+                atomic_open(Path(trace_dir) / "index.csv", "w", newline="")
+            )
+            traces = (Path(trace_dir), csv.writer(handle, lineterminator="\n"))
+            traces[1].writerow(["path", "trace", "steps", "step_seconds", "log_likelihood"])
+        yield from _score_batches(trained, paths, batch_size, use_cache, progress, traces)
+
+
+def _score_batches(
+    trained: TrainedModel,
+    paths: Sequence[Path],
+    batch_size: int,
+    use_cache: bool,
+    progress: Callable[[int], None] | None,
+    traces: tuple[Path, Any] | None,
+) -> Iterator[pd.DataFrame]:
     calibration = trained.calibration
-    extra_columns: list[str] = []
-    if trained.classes is not None:
-        extra_columns = ["nats_per_step", "log_posterior", *(f"ll_{c}" for c in trained.classes)]
+    chosen = SCORE_COLUMN[trained.score]
+    seconds = step_seconds(trained.featurizer, trained.spec)
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])
         result = extract(trained.featurizer, chunk, use_cache=use_cache, on_error="skip")
+        errors = {str(p): reason for p, reason in result.errors.items()}
+        features = result.features
+        tensors = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
+        index = {str(p): i for i, p in enumerate(chunk)}
+        rows, good = [], []
+        for p, x in zip(result.paths, tensors, strict=True):
+            if x.dim() > 0 and len(x) == 0:
+                errors[str(p)] = "clip gives no feature steps (too short for the featurizer)"
+                continue
+            rows.append(index[str(p)])
+            good.append(x)
+        scores = score_features(trained, good)
+        columns = scores.columns()
+        columns["anomaly_score"] = -scores.score(chosen)
         table = pd.DataFrame({"path": [str(p) for p in chunk]})
-        for column in SCORE_COLUMNS[1:]:
-            table[column] = np.nan if column != "error" else ""
+        tail = [*SCORE_COLUMNS[3:-1], *(["trace"] if traces else []), "error"]
+        names = list(dict.fromkeys([*SCORE_COLUMNS[1:3], *columns, *tail]))
+        for name in names:
+            table[name] = "" if name in ("error", "trace") else np.nan
         table["is_anomaly"] = pd.array([pd.NA] * len(chunk), dtype="boolean")
-        for column in extra_columns:
-            table[column] = np.nan
-        if len(result.paths):
-            index = {str(p): i for i, p in enumerate(chunk)}
-            rows = [index[str(p)] for p in result.paths]
-            if trained.classes is not None:
-                scores = _conditional_columns(trained, result.features, table, rows)
-            else:
-                ll = log_likelihoods(trained.model, result.features).numpy().astype(np.float64)
-                scores = -ll
-                table.loc[rows, "log_likelihood"] = ll
-                table.loc[rows, "nats_per_dim"] = ll / trained.dims
-            table.loc[rows, "anomaly_score"] = scores
-            table.loc[rows, "p_value"] = calibration.p_values(scores)
-            table.loc[rows, "is_anomaly"] = calibration.is_anomaly(scores)
-        for path, reason in result.errors.items():
-            table.loc[table["path"] == str(path), "error"] = reason
+        for name, values in columns.items():
+            table.loc[rows, name] = values
+        if rows:
+            anomaly = columns["anomaly_score"]
+            table.loc[rows, "p_value"] = calibration.p_values(anomaly)
+            table.loc[rows, "is_anomaly"] = calibration.is_anomaly(anomaly)
+        for path, reason in errors.items():
+            table.loc[table["path"] == path, "error"] = reason
+        if traces is not None and rows:
+            folder, writer = traces
+            step = "" if seconds is None else f"{seconds:.9g}"
+            for row, trace in zip(rows, clip_traces(trained, good), strict=True):
+                name = write_trace_csv(folder, chunk[row], trace, seconds).name
+                table.loc[row, "trace"] = name
+                writer.writerow([str(chunk[row]), name, len(trace), step, f"{trace.sum():.9g}"])
         if progress is not None:
             progress(len(chunk))
         yield table
-
-
-def _conditional_columns(
-    trained: TrainedModel, features: Tensor | list[Tensor], table: pd.DataFrame, rows: list[int]
-) -> np.ndarray:
-    """Fill the conditional score columns of ``rows``; returns their anomaly scores."""
-    from audioar.conditional import score_sequences
-
-    sequences = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
-    scores = score_sequences(trained, sequences)
-    for name, values in scores.columns().items():
-        table.loc[rows, name] = values
-    return -scores.score(trained.config.model.resolved_score)
 
 
 def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, int]:
@@ -147,32 +180,25 @@ def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, 
     fmt = out.suffix.lower()
     if fmt not in (".csv", ".json"):
         raise DataError(f"{out}: scores are written as .csv or .json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     scored = failed = 0
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            first = True
-            if fmt == ".json":
-                handle.write("[")
-            for table in tables:
-                errors = table["error"].astype(bool)
-                failed += int(errors.sum())
-                scored += int((~errors).sum())
-                if fmt == ".csv":
-                    table.to_csv(handle, header=first, index=False)
-                else:
-                    for record in table.to_dict(orient="records"):
-                        clean = {k: _json_value(v) for k, v in record.items()}
-                        handle.write(("\n " if first else ",\n ") + json.dumps(clean))
-                        first = False
-                first = False
-            if fmt == ".json":
-                handle.write("\n]\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "w", newline="") as handle:
+        first = True
+        if fmt == ".json":
+            handle.write("[")
+        for table in tables:
+            errors = table["error"].astype(bool)
+            failed += int(errors.sum())
+            scored += int((~errors).sum())
+            if fmt == ".csv":
+                table.to_csv(handle, header=first, index=False)
+            else:
+                for record in table.to_dict(orient="records"):
+                    clean = {k: _json_value(v) for k, v in record.items()}
+                    handle.write(("\n " if first else ",\n ") + json.dumps(clean))
+                    first = False
+            first = False
+        if fmt == ".json":
+            handle.write("\n]\n")
     return scored, failed
 
 

@@ -1,428 +1,316 @@
-"""Scores from a density model: log-likelihoods, per-step aggregation and calibration.
+"""The one scoring path: a trained model's per-clip scores, for every family.
 
 Sign convention (used everywhere in audioar):
 
 * a **log-likelihood** (nats) is what a model's ``log_prob`` returns: *higher = more normal*;
-* an **anomaly score** is its negation, ``-log_likelihood``: *higher = more unusual*.
+* an **anomaly score** is minus the chosen per-clip score: *higher = more unusual*.
 
-:func:`aggregate` turns per-step (WaveNet) or per-frame (STFT) log-likelihoods into one
-log-likelihood-like number per clip; negate it for the anomaly score. A :class:`Calibration`
-works on anomaly scores: its threshold and p-values come from held-out *normal* clips.
+Every clip gets ``log p(x | c)`` under every class of a class-conditional model (one
+batched pass), or ``log p(x)`` under a one-class model, and from these the scores:
+
+* ``log_likelihood`` (``raw``): ``log p(x | target)`` in nats;
+* ``nats_per_step`` (``per_step``): the raw score divided by the clip's valid steps (frames,
+  samples or image columns), comparable across clip lengths; models with steps only;
+* ``log_posterior`` (``posterior``): ``log p(x | target) - logsumexp_c log p(x | c)``, the
+  log class posterior under a *uniform* class prior (``<= 0``); conditional models only
+  (with ``score.other_class`` one of the classes is ``_other``, perturbed clips);
+* ``log_likelihood_ratio`` (``likelihood_ratio``): ``log p(x | target) - log p_0(x)``
+  with ``p_0`` the run's background model (Ren et al. 2019; runs with
+  ``score.background``);
+* ``complexity_corrected`` (``complexity``): the log-likelihood of the quantised features
+  plus their lossless code length (Serrà et al. 2020, :mod:`audioar.complexity`);
+* ``typicality`` (``typicality``): ``-|nats_per_step - m|`` with ``m`` the mean over the
+  target's training clips (Nalisnick et al. 2019, for single clips).
+
+``score.method`` picks the one behind ``anomaly_score``, the threshold and the headline
+metrics; the others are reported beside it.
 """
 
-import logging
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch import Tensor
+from torch.utils.data import DataLoader
 
-from audioar.errors import ConfigError, DataError, TrainingError
+from audioar.batches import ClipSet, batch_to_device, collate
+from audioar.complexity import code_lengths, quantised_log_likelihood
+from audioar.errors import ConfigError
+from audioar.layout import arrange
+from audioar.models.contract import InputSpec
+from audioar.models.standardize import Standardized
+from audioar.run import TrainedModel
 
 __all__ = [
-    "as_dataset",
-    "resolve_device",
-    "batch_to_device",
-    "log_likelihoods",
-    "anomaly_scores",
-    "mask_from_lengths",
-    "aggregate",
-    "AGGREGATIONS",
-    "Calibration",
-    "calibrate",
-    "MIN_REFERENCE",
+    "SCORE_COLUMN",
+    "class_log_likelihoods",
+    "ClipScores",
+    "clip_scores",
+    "score_features",
+    "score_batch_size",
 ]
 
-logger = logging.getLogger(__name__)
-
-AGGREGATIONS = ("sum", "mean", "max", "topk", "quantile")
-MIN_REFERENCE = 5  # fewest held-out normal scores a calibration accepts
-
-
-# ----------------------------------------------------------------------------- data and device
-
-
-class _Tupled(Dataset):
-    """Wraps a dataset whose items are single tensors so that every item is a tuple."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple:
-        item = self.dataset[index]
-        return tuple(item) if isinstance(item, tuple | list) else (item,)
+#: Per-clip scores by ``score.method`` name -> column name.
+SCORE_COLUMN: dict[str, str] = {
+    "raw": "log_likelihood",
+    "per_step": "nats_per_step",
+    "posterior": "log_posterior",
+    "likelihood_ratio": "log_likelihood_ratio",
+    "complexity": "complexity_corrected",
+    "typicality": "typicality",
+}
 
 
-def as_dataset(data: Dataset | Tensor | Sequence[Tensor]) -> Dataset:
-    """Normalize training/scoring data to a ``Dataset`` whose items are tuples.
-
-    Args:
-        data: A ``torch.utils.data.Dataset`` (items: a tensor or a tuple of tensors), a
-            tensor ``(n, ...)`` (items ``(x,)``), or a tuple/list of tensors sharing their
-            first dimension (items ``(x, context, ...)``).
-
-    Returns:
-        A dataset whose items are tuples: the positional arguments of ``model.log_prob``.
-
-    Raises:
-        DataError: Tensors of different lengths, or something that is not data.
-    """
-    if isinstance(data, Tensor):
-        return TensorDataset(data)
-    if isinstance(data, tuple | list) and data and all(isinstance(t, Tensor) for t in data):
-        lengths = {len(t) for t in data}
-        if len(lengths) != 1:
-            raise DataError(
-                f"tensors of different lengths {sorted(lengths)} cannot form one data set"
-            )
-        return TensorDataset(*data)
-    if isinstance(data, Dataset):
-        return _Tupled(data)
-    raise DataError(
-        f"expected a Dataset, a tensor or a tuple of tensors, got {type(data).__name__}"
-    )
-
-
-def resolve_device(
-    device: str | torch.device | None, model: nn.Module | None = None
-) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; ``None`` -> the model's device (or cpu).
-
-    Raises:
-        ConfigError: ``"cuda"`` was asked for but no CUDA device is available.
-    """
-    if device is None:
-        param = next(iter(model.parameters()), None) if model is not None else None
-        return param.device if param is not None else torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA device is available; use cpu")
-    return device
-
-
-def batch_to_device(batch: Any, device: torch.device) -> tuple:
-    """A batch (a tensor, or a tuple/list whose tensors move) as a tuple on ``device``."""
-    if isinstance(batch, Tensor):
-        batch = (batch,)
-    return tuple(t.to(device, non_blocking=True) if isinstance(t, Tensor) else t for t in batch)
+def score_batch_size(spec: InputSpec) -> int:
+    """Clips per scoring pass (bounds memory, not speed): codes are long sequences."""
+    if spec.kind == "vector":
+        return 1024
+    if spec.kind == "sequence" and spec.levels:
+        return 16
+    return 128
 
 
 @torch.no_grad()
-def log_likelihoods(
-    model: nn.Module,
-    data: Dataset | Tensor | Sequence[Tensor],
+def class_log_likelihoods(
+    model: Standardized,
+    items: Sequence[Tensor],
+    lengths: Sequence[int],
     *,
-    batch_size: int = 512,
+    batch_size: int = 128,
     device: str | torch.device | None = None,
-    collate_fn: Callable[[list], Any] | None = None,
 ) -> Tensor:
-    """Log-likelihood of every item under ``model``, in eval mode, batched, without gradients.
+    """``log p(x | c)`` of every clip under every class (conditional) or ``log p(x)``.
 
-    Eval mode matters: batch norm then uses its running statistics, so a clip's score does
-    not depend on the other clips in its batch. The model's train/eval mode is restored.
+    Eval mode (batch norm then uses its running statistics, so a clip's score does not
+    depend on the other clips of its batch); the model's mode is restored. Clips are batched
+    in order of length so that padded batches waste little.
 
     Args:
-        model: Any module with ``log_prob(*item) -> (batch,)`` in nats.
-        data: As for :func:`as_dataset`; each batch tuple is passed as ``model.log_prob(*batch)``.
-        batch_size: Items per forward pass. Default: 512.
-        device: Where to compute; ``None`` (default) is the model's device, ``"auto"`` cuda
-            when available.
-        collate_fn: Builds a batch from a list of items (e.g. padding variable-length codes);
-            ``None`` uses PyTorch's default stacking.
+        model: The wrapped density model.
+        items: Model inputs, one per clip (:func:`audioar.layout.arrange`).
+        lengths: Valid steps per clip.
+        batch_size: Clips per pass.
+        device: Where to compute; default the model's device.
 
     Returns:
-        ``(n,)`` float32 log-likelihoods (nats) on the CPU, in data order.
-
-    Raises:
-        TrainingError: ``log_prob`` returned something other than one value per item.
+        ``(n, classes)`` float64 on the CPU, in input order (``(n, 1)`` for a one-class
+        model); padded steps never count.
     """
-    dataset = as_dataset(data)
-    device = resolve_device(device, model)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    param = next(model.parameters())
+    device = param.device if device is None else torch.device(device)
+    order = sorted(range(len(items)), key=lambda i: lengths[i])
+    data = ClipSet([items[i] for i in order], lengths=[lengths[i] for i in order])
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
     was_training = model.training
-    model.to(device)
-    model.eval()
+    model.to(device).eval()
+    width = max(model.classes, 1)
     out = []
     try:
-        for batch in loader:
-            batch = batch_to_device(batch, device)
-            ll = model.log_prob(*batch)
-            if ll.dim() != 1 or len(ll) != len(batch[0]):
-                raise TrainingError(
-                    f"model.log_prob returned shape {tuple(ll.shape)}; "
-                    f"expected ({len(batch[0])},), one log-likelihood per item"
-                )
-            out.append(ll.detach().float().cpu())
+        for x, _, steps in (batch_to_device(b, device) for b in loader):
+            if model.conditional:
+                ll = model.log_prob_all_classes(x, steps)
+            else:
+                ll = model.log_prob(x, None, steps).unsqueeze(1)
+            out.append(ll.double().cpu())
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def anomaly_scores(log_likelihood: Tensor) -> Tensor:
-    """Anomaly score = ``-log_likelihood`` (higher = more unusual). Shape is kept."""
-    return -log_likelihood
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-
-def mask_from_lengths(lengths: Tensor, time: int | None = None) -> Tensor:
-    """Boolean ``(batch, time)`` mask, True on the first ``lengths[i]`` steps of row ``i``.
-
-    Args:
-        lengths: ``(batch,)`` integer valid lengths.
-        time: Padded length; default ``lengths.max()``.
-    """
-    time = int(lengths.max()) if time is None else time
-    return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def aggregate(
-    step_log_likelihoods: Tensor,
-    mask: Tensor | None = None,
-    how: str = "sum",
-    *,
-    k: int = 10,
-    q: float = 0.05,
-) -> Tensor:
-    """Turn per-step log-likelihoods into one log-likelihood-like value per clip.
-
-    Higher stays *more normal* for every choice, so ``-aggregate(...)`` is the anomaly score:
-
-    * ``sum``: total log-likelihood of the valid steps (the clip's log-likelihood when the
-      steps are the model's autoregressive factors);
-    * ``mean``: mean per valid step (nats per step; compares clips of different lengths);
-    * ``max``: named for the anomaly score it gives -- the log-likelihood of the *most
-      surprising* step, i.e. the minimum per-step log-likelihood;
-    * ``topk``: mean log-likelihood of the ``k`` most surprising (lowest) valid steps (all
-      valid steps when a clip has fewer than ``k``);
-    * ``quantile``: the ``q``-quantile of the valid per-step log-likelihoods counted from the
-      low end (``q=0.05``: 5 % of steps are more surprising), linear interpolation as
-      ``torch.quantile``.
-
-    Args:
-        step_log_likelihoods: ``(batch, time)`` per-step or per-frame log-likelihoods (nats).
-        mask: ``(batch, time)`` bool, True on valid steps; ``None`` (default): all valid.
-            Padded steps never count, whatever value they hold.
-        how: One of ``sum, mean, max, topk, quantile``. Default: ``"sum"``.
-        k: Steps averaged by ``topk``. Default: 10.
-        q: Quantile for ``quantile``, in ``[0, 1]``. Default: 0.05.
-
-    Returns:
-        ``(batch,)`` aggregated log-likelihoods.
-
-    Raises:
-        ConfigError: Unknown ``how`` or bad ``k``/``q``.
-        DataError: Wrong shapes, or a clip with no valid step.
-    """
-    x = step_log_likelihoods
-    if how not in AGGREGATIONS:
-        raise ConfigError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
-    if x.dim() != 2:
-        raise DataError(f"step log-likelihoods must be (batch, time), got shape {tuple(x.shape)}")
-    if mask is None:
-        mask = torch.ones_like(x, dtype=torch.bool)
-    if mask.shape != x.shape:
-        raise DataError(f"mask shape {tuple(mask.shape)} differs from {tuple(x.shape)}")
-    mask = mask.to(torch.bool)
-    counts = mask.sum(dim=1)
-    if x.shape[0] and int(counts.min()) == 0:
-        row = int(torch.nonzero(counts == 0)[0])
-        raise DataError(f"clip {row} has no valid step to aggregate")
-    if how == "sum":
-        return torch.where(mask, x, 0).sum(dim=1)
-    if how == "mean":
-        return torch.where(mask, x, 0).sum(dim=1) / counts
-    if how == "max":
-        return torch.where(mask, x, math.inf).amin(dim=1)
-    # topk and quantile work on each row's valid values sorted ascending (padding -> +inf last).
-    ordered = torch.where(mask, x, math.inf).sort(dim=1).values
-    if how == "topk":
-        if k < 1:
-            raise ConfigError(f"topk needs k >= 1, got {k}")
-        kk = min(k, x.shape[1])
-        taken = torch.clamp(counts, max=kk)
-        keep = torch.arange(kk, device=x.device)[None, :] < taken[:, None]
-        return torch.where(keep, ordered[:, :kk], 0).sum(dim=1) / taken
-    if not 0.0 <= q <= 1.0:
-        raise ConfigError(f"quantile needs 0 <= q <= 1, got {q}")
-    position = q * (counts - 1).to(x.dtype)
-    low = position.floor().long()
-    high = position.ceil().long()
-    frac = position - low.to(x.dtype)
-    lo_val = ordered.gather(1, low[:, None])[:, 0]
-    hi_val = ordered.gather(1, high[:, None])[:, 0]
-    return lo_val + frac * (hi_val - lo_val)
-
-
-# ----------------------------------------------------------------------------- calibration
+    result = torch.empty(len(items), width, dtype=torch.float64)
+    if out:
+        result[torch.tensor(order)] = torch.cat(out)
+    return result
 
 
 @dataclass
-class Calibration:
-    """Decision threshold and p-values from held-out normal anomaly scores.
+class ClipScores:
+    """Per-class log-likelihoods of clips and the scores derived from them.
 
     Attributes:
-        method: ``"empirical"`` (conformal quantile) or ``"gamma"`` (fitted gamma tail).
-        target_fpr: The share of normal clips the threshold may flag.
-        threshold: On the anomaly score; a clip is anomalous when its score is *above* it.
-        reference: Held-out normal anomaly scores, sorted ascending.
-        gamma: For ``"gamma"``: ``{"shape", "loc", "scale", "shift"}``; the gamma is fitted
-            to ``reference + shift`` with ``shift = margin - min(reference)`` (anomaly scores
-            ``-log p`` of densities can be negative, a gamma lives on ``x > 0``). Else None.
+        per_class: ``(n, classes)`` ``log p(x | c)`` in nats (``(n, 1)``, the target alone,
+            for a one-class model).
+        steps: ``(n,)`` valid steps per clip (1 for a vector).
+        classes: Class names in column order.
+        target: The target class.
+        dims: Values per step (features of a vector, bins of a frame, 1 for codes).
+        conditional: Whether the columns are the classes of a conditional model.
+        has_steps: Whether the model has steps (sequences, images): then ``per_step`` exists.
+        background: ``(n,)`` the background model's log-likelihood, or None.
+        quantised: ``(n,)`` the log-likelihood of the quantised features, or None.
+        code_length: ``(n,)`` their lossless code length in nats, or None.
+        typical: Mean nats per step of the target's training clips, or None.
     """
 
-    method: str
-    target_fpr: float
-    threshold: float
-    reference: list[float] = field(repr=False)
-    gamma: dict[str, float] | None = None
+    per_class: np.ndarray
+    steps: np.ndarray
+    classes: list[str]
+    target: str
+    dims: int
+    conditional: bool
+    has_steps: bool
+    background: np.ndarray | None = None
+    quantised: np.ndarray | None = None
+    code_length: np.ndarray | None = None
+    typical: float | None = None
 
-    def p_values(self, scores: Any) -> np.ndarray:
-        """How surprising each anomaly score is among normal clips (small = anomalous).
+    @property
+    def log_likelihood(self) -> np.ndarray:
+        """``(n,)`` ``log p(x | target)``."""
+        return self.per_class[:, self.classes.index(self.target)]
 
-        Empirical: the conformal p-value ``(1 + #{ref >= s}) / (n + 1)``, valid for a normal
-        clip exchangeable with the reference ones (``P(p <= a) <= a``). Gamma: the fitted
-        gamma's survival function at the shifted score.
+    @property
+    def nats_per_step(self) -> np.ndarray:
+        """``(n,)`` ``log p(x | target)`` per valid step."""
+        return self.log_likelihood / self.steps
 
-        Args:
-            scores: Anomaly scores, any array-like ``(n,)``.
+    @property
+    def nats_per_dim(self) -> np.ndarray:
+        """``(n,)`` ``log p(x | target)`` per value (steps x values per step)."""
+        return self.log_likelihood / (self.steps * self.dims)
 
-        Returns:
-            ``(n,)`` float64 p-values in ``(0, 1]``.
-        """
-        s = _as_array(scores)
-        if self.method == "gamma":
-            from scipy import stats
+    @property
+    def log_posterior(self) -> np.ndarray:
+        """``(n,)`` ``log p(target | x)`` under a uniform class prior (``<= 0``)."""
+        peak = self.per_class.max(axis=1, keepdims=True)
+        norm = peak[:, 0] + np.log(np.exp(self.per_class - peak).sum(axis=1))
+        return np.minimum(self.log_likelihood - norm, 0.0)
 
-            g = self.gamma or {}
-            return stats.gamma.sf(s + g["shift"], g["shape"], loc=g["loc"], scale=g["scale"])
-        ref = np.asarray(self.reference, dtype=np.float64)
-        at_least = len(ref) - np.searchsorted(ref, s, side="left")
-        return (1.0 + at_least) / (len(ref) + 1.0)
+    @property
+    def log_likelihood_ratio(self) -> np.ndarray:
+        """``(n,)`` ``log p(x | target) - log p_0(x)`` (the background model's ``p_0``)."""
+        if self.background is None:
+            raise ConfigError("this run has no background model (score.background)")
+        return self.log_likelihood - self.background
 
-    def is_anomaly(self, scores: Any) -> np.ndarray:
-        """``(n,)`` bool: anomaly score above the threshold."""
-        return _as_array(scores) > self.threshold
+    @property
+    def complexity_corrected(self) -> np.ndarray:
+        """``(n,)`` quantised log-likelihood plus the lossless code length, nats."""
+        if self.quantised is None or self.code_length is None:
+            raise ConfigError("no code lengths were computed for these clips")
+        return self.quantised + self.code_length
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict for the run directory."""
-        return {
-            "method": self.method,
-            "target_fpr": float(self.target_fpr),
-            "threshold": float(self.threshold),
-            "reference": [float(v) for v in self.reference],
-            "gamma": None if self.gamma is None else {k: float(v) for k, v in self.gamma.items()},
-        }
+    @property
+    def typicality(self) -> np.ndarray:
+        """``(n,)`` minus the distance of nats per step from the training mean (``<= 0``)."""
+        if self.typical is None:
+            raise ConfigError("this run stores no training mean of nats per step")
+        return -np.abs(self.nats_per_step - self.typical)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Calibration":
-        """Inverse of :meth:`to_dict`.
+    @property
+    def available(self) -> tuple[str, ...]:
+        """The score names this model has, in report order."""
+        names = ["raw"]
+        if self.has_steps:
+            names.append("per_step")
+        if self.conditional:
+            names.append("posterior")
+        if self.background is not None:
+            names.append("likelihood_ratio")
+        if self.code_length is not None:
+            names.append("complexity")
+        if self.typical is not None:
+            names.append("typicality")
+        return tuple(names)
+
+    def score(self, name: str) -> np.ndarray:
+        """The score named ``raw`` | ``per_step`` | ``posterior`` (or its column name).
 
         Raises:
-            ConfigError: Missing keys or an unknown method.
+            ConfigError: An unknown score, or one this model does not have.
         """
-        try:
-            cal = cls(
-                method=str(d["method"]),
-                target_fpr=float(d["target_fpr"]),
-                threshold=float(d["threshold"]),
-                reference=sorted(float(v) for v in d["reference"]),
-                gamma=None
-                if d.get("gamma") is None
-                else {k: float(v) for k, v in d["gamma"].items()},
+        by_column = {column: key for key, column in SCORE_COLUMN.items()}
+        key = by_column.get(name, name)
+        if key not in self.available:
+            raise ConfigError(
+                f"score {name!r} is not available for this model; choose one of "
+                f"{', '.join(self.available)}"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid calibration record ({type(exc).__name__}: {exc})") from None
-        if cal.method not in ("empirical", "gamma") or (cal.method == "gamma") != bool(cal.gamma):
-            raise ConfigError(f"invalid calibration record: method {cal.method!r}")
-        return cal
+        return getattr(self, SCORE_COLUMN[key])
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The score table's columns: every available score, ``nats_per_dim`` and, for a
+        conditional model, ``ll_<class>`` (``log p(x | class)``)."""
+        out = {SCORE_COLUMN[name]: self.score(name) for name in self.available}
+        out["nats_per_dim"] = self.nats_per_dim
+        if self.conditional:
+            for i, label in enumerate(self.classes):
+                out[f"ll_{label}"] = self.per_class[:, i]
+        return out
 
 
-def _as_array(scores: Any) -> np.ndarray:
-    if isinstance(scores, Tensor):
-        scores = scores.detach().cpu().double().numpy()
-    return np.asarray(scores, dtype=np.float64).reshape(-1)
-
-
-def calibrate(
-    normal_anomaly_scores: Any, target_fpr: float = 0.05, method: str = "empirical"
-) -> Calibration:
-    """Set the decision threshold from anomaly scores of held-out *normal* clips.
-
-    ``empirical``: the threshold is the ``k``-th smallest reference score with
-    ``k = ceil((1 - target_fpr) (n + 1))`` -- the ``1 - target_fpr`` quantile with the
-    conformal finite-sample correction -- so at most ``target_fpr`` of the reference lies
-    above it, the expected false-positive rate on new normal clips is ``<= target_fpr``, and
-    ``is_anomaly(s)`` equals ``p_value(s) <= target_fpr``. With fewer than
-    ``1 / target_fpr - 1`` clips this is impossible; the threshold is then the largest
-    reference score (logged as a warning).
-
-    ``gamma``: as the DCASE baselines, a gamma distribution (``scipy.stats.gamma.fit``, its
-    location fixed at 0) is fitted to the scores shifted to be positive, ``s - min(ref) +
-    margin`` (margin = 1 % of the reference range); the threshold is its ``1 - target_fpr``
-    quantile shifted back, p-values its survival function. Smoother with few clips, but only
-    as right as the gamma shape.
+def clip_scores(
+    model: Standardized,
+    spec: InputSpec,
+    classes: Sequence[str],
+    target: str,
+    features: Sequence[Tensor],
+    *,
+    background: Standardized | None = None,
+    typical: float | None = None,
+) -> ClipScores:
+    """Score clips given as featurizer output (one tensor per clip).
 
     Args:
-        normal_anomaly_scores: ``(n,)`` anomaly scores (``-log_likelihood``) of normal clips
-            the model was *not* trained on (e.g. the validation part), array-like.
-        target_fpr: Share of normal clips allowed to be flagged, in ``(0, 1)``. Default: 0.05.
-        method: ``"empirical"`` (default) or ``"gamma"``.
-
-    Returns:
-        The :class:`Calibration`.
-
-    Raises:
-        DataError: Fewer than ``MIN_REFERENCE`` (5) scores, non-finite scores, or (gamma) all
-            scores equal.
-        ConfigError: Unknown method or ``target_fpr`` outside ``(0, 1)``.
+        model: The wrapped model.
+        spec: Its input spec.
+        classes: Class names of the model's class indices (``[target]`` for one-class).
+        target: The target class.
+        features: One featurizer tensor per clip.
+        background: The likelihood ratio's background model, or None.
+        typical: Mean nats per step of the target's training clips, or None.
     """
-    if method not in ("empirical", "gamma"):
-        raise ConfigError(f"unknown calibration method {method!r}; choose empirical or gamma")
-    if not 0.0 < target_fpr < 1.0:
-        raise ConfigError(f"target_fpr must be between 0 and 1, got {target_fpr}")
-    ref = np.sort(_as_array(normal_anomaly_scores))
-    n = len(ref)
-    if n < MIN_REFERENCE:
-        raise DataError(
-            f"calibration needs the scores of at least {MIN_REFERENCE} held-out normal clips, "
-            f"got {n}; hold out more normal clips (data.validation_fraction)"
-        )
-    bad = int((~np.isfinite(ref)).sum())
-    if bad:
-        raise DataError(f"{bad} of {n} calibration scores are not finite (NaN or inf)")
-    gamma = None
-    if method == "empirical":
-        rank = math.ceil((1.0 - target_fpr) * (n + 1) - 1e-9)
-        if rank > n:
-            logger.warning(
-                "%d reference clips cannot give a false-positive rate of %.3g (needs >= %d); "
-                "threshold = the largest reference score",
-                n,
-                target_fpr,
-                math.ceil(1.0 / target_fpr) - 1,
-            )
-            rank = n
-        threshold = float(ref[rank - 1])
-    else:
-        from scipy import stats
+    items, lengths = arrange(features, spec)
+    batch = score_batch_size(spec)
+    per_class = class_log_likelihoods(model, items, lengths, batch_size=batch)
+    steps = np.asarray(lengths, dtype=np.float64)
+    scores = ClipScores(
+        per_class=per_class.numpy(),
+        steps=steps,
+        classes=list(classes),
+        target=target,
+        dims=spec.step_values,
+        conditional=model.conditional,
+        has_steps=spec.kind != "vector",
+        typical=typical,
+    )
+    if background is not None:
+        scores.background = class_log_likelihoods(background, items, lengths, batch_size=batch)[
+            :, 0
+        ].numpy()
+    scores.code_length = code_lengths(model, items, lengths)
+    scores.quantised = quantised_log_likelihood(
+        model, scores.log_likelihood, steps, spec.step_values
+    )
+    return scores
 
-        spread = float(ref[-1] - ref[0])
-        if spread <= 0:
-            raise DataError("cannot fit a gamma: all calibration scores are equal")
-        shift = 0.01 * spread - float(ref[0])
-        shape, loc, scale = stats.gamma.fit(ref + shift, floc=0.0)
-        gamma = {"shape": float(shape), "loc": float(loc), "scale": float(scale), "shift": shift}
-        quantile = stats.gamma.ppf(1.0 - target_fpr, shape, loc=loc, scale=scale)
-        threshold = float(quantile) - shift
-    return Calibration(method, float(target_fpr), threshold, [float(v) for v in ref], gamma)
+
+def score_features(trained: TrainedModel, features: Sequence[Tensor]) -> ClipScores:
+    """Score clips given as featurizer output (one tensor per clip) with a trained run.
+
+    With no clips the result has no rows but every column (for table headers).
+    """
+    if not features:
+        empty = np.zeros(0)
+        return ClipScores(
+            per_class=np.zeros((0, len(trained.classes))),
+            steps=empty,
+            classes=list(trained.classes),
+            target=trained.config.data.target,
+            dims=trained.dims,
+            conditional=trained.conditional,
+            has_steps=trained.spec.kind != "vector",
+            background=empty if trained.background is not None else None,
+            quantised=empty,
+            code_length=empty,
+            typical=trained.typical,
+        )
+    return clip_scores(
+        trained.model,
+        trained.spec,
+        trained.classes,
+        trained.config.data.target,
+        features,
+        background=trained.background,
+        typical=trained.typical,
+    )

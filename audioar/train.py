@@ -11,10 +11,8 @@ References:
     NeurIPS 2017 (Adam, early stopping after 30 epochs without improvement).
 """
 
-import copy
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -24,17 +22,25 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from audioar import distributed
+from audioar.batches import as_dataset, batch_to_device, log_likelihoods, resolve_device
+from audioar.checkpoints import CHECKPOINT_VERSION, FitState, load_checkpoint, save_checkpoint
 from audioar.config import TrainConfig
 from audioar.errors import DataError, TrainingError
-from audioar.scoring import as_dataset, batch_to_device, log_likelihoods, resolve_device
 
-__all__ = ["EpochStats", "FitResult", "fit", "bucket_batches", "CHECKPOINT_VERSION"]
+__all__ = [
+    "EpochStats",
+    "FitResult",
+    "fit",
+    "optimizer_step",
+    "bucket_batches",
+    "CHECKPOINT_VERSION",
+]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_VERSION = 1  # layout of the per-epoch checkpoint dict
 
 
 @dataclass
@@ -76,19 +82,6 @@ class FitResult:
     best_val_log_likelihood: float = math.nan
     stopped: str = "epochs"
     device: str = "cpu"
-
-
-@dataclass
-class _State:
-    """Everything that must survive a restart (what the checkpoint holds besides weights)."""
-
-    epoch: int = 0  # epochs completed
-    best_epoch: int = 0
-    best_val: float = -math.inf
-    best_state: dict[str, Tensor] | None = None
-    bad_epochs: int = 0  # epochs since the last improvement
-    history: list[dict[str, float]] = field(default_factory=list)
-    stopped: str | None = None
 
 
 def fit(
@@ -151,7 +144,7 @@ def fit(
         >>> result = fit(maf, x_train, x_val, TrainConfig(epochs=50))  # doctest: +SKIP
         >>> result.best_epoch, result.stopped  # doctest: +SKIP
     """
-    device = resolve_device(config.device)
+    device = distributed.local_device() or resolve_device(config.device)
     train_set = as_dataset(train_data)
     val_set = as_dataset(validation_data) if validation_data is not None else None
     n_train = len(train_set)  # type: ignore[arg-type]
@@ -167,13 +160,30 @@ def fit(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
     )
     use_amp = config.amp and device.type == "cuda"
-    drop_last = n_train > 1 and n_train % config.batch_size == 1
-    steps_per_epoch = n_train // config.batch_size + (n_train % config.batch_size > int(drop_last))
+    world, rank = distributed.world_size(), distributed.rank()
+    # A last batch of one item is dropped (batch norm cannot train on one); with several
+    # processes, any last batch too small to give each at least two.
+    smallest = 2 * world if world > 1 else 2
+    drop_last = n_train > 1 and 0 < n_train % config.batch_size < smallest
+    steps_per_epoch = n_train // config.batch_size + (n_train % config.batch_size > 0) - drop_last
     total_steps = steps_per_epoch * config.epochs
+    # Under torchrun the gradients of every process's share of a batch are averaged.
+    step_model = (
+        DistributedDataParallel(
+            _LogProb(model), device_ids=[device] if device.type == "cuda" else None
+        )
+        if world > 1
+        else None
+    )
+    val_part = (
+        Subset(val_set, range(rank, len(val_set), world))  # type: ignore[arg-type]
+        if val_set is not None and world > 1
+        else val_set
+    )
 
-    state = _State()
+    state = FitState()
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = _load_checkpoint(Path(checkpoint_path), model, optimizer, device)
+        state = load_checkpoint(Path(checkpoint_path), model, optimizer, device)
         logger.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
         finished = state.stopped == "early_stopping" or state.epoch >= config.epochs
         if finished:
@@ -188,26 +198,20 @@ def fit(
         epoch = state.epoch + 1
         epoch_start = time.monotonic()
         shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        if lengths is None:
-            loader = DataLoader(
-                train_set,
-                batch_size=config.batch_size,
-                shuffle=True,
-                generator=shuffle,
-                drop_last=drop_last,
-                collate_fn=collate_fn,
-            )
-        else:
-            batches = bucket_batches(lengths, config.batch_size, shuffle, drop_last=drop_last)
-            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn)
+        batches = _epoch_batches(n_train, config.batch_size, shuffle, drop_last, lengths)
+        if world > 1:  # every process its share of each batch: the batches stay the same
+            batches = [batch[rank::world] for batch in batches]
+        loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn)
         model.train()
         total_ll, count = 0.0, 0
         for step, batch in enumerate(loader, start=1):
             batch = batch_to_device(batch, device)
             with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
-                ll = model.log_prob(*batch)
+                ll = step_model(*batch) if step_model is not None else model.log_prob(*batch)
             loss = -ll.float().mean()
-            if not torch.isfinite(loss):
+            # One process alone must not stop: a non-finite loss shows in the averaged
+            # gradient of every process instead (the check below).
+            if world == 1 and not torch.isfinite(loss):
                 _restore_best(model, state)
                 raise TrainingError(
                     f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}; "
@@ -224,23 +228,25 @@ def fit(
                     f"non-finite gradient at epoch {epoch}, step {step}; try a lower train.lr "
                     f"(now {config.lr:g}) or set train.grad_clip, and check the features"
                 )
-            optimizer.step()
+            optimizer_step(optimizer)
             total_ll += -loss.item() * len(ll)
             count += len(ll)
             if progress is not None:
                 progress((epoch - 1) * steps_per_epoch + step, total_steps)
+        total_ll, count = distributed.all_reduce_sum(total_ll, count)
         train_ll = total_ll / max(count, 1)
 
         if val_set is not None:
-            val_ll = float(
-                log_likelihoods(
-                    model,
-                    val_set,
-                    batch_size=max(config.batch_size, 512),
-                    device=device,
-                    collate_fn=collate_fn,
-                ).mean()
+            distributed.broadcast_state(model)  # rank 0's batch-norm statistics everywhere
+            ll_val = log_likelihoods(
+                model,
+                val_part,
+                batch_size=max(config.batch_size, 512),
+                device=device,
+                collate_fn=collate_fn,
             )
+            val_sum, val_count = distributed.all_reduce_sum(float(ll_val.sum()), len(ll_val))
+            val_ll = val_sum / val_count
         else:
             val_ll = math.nan
         best = (val_ll > state.best_val) if val_set is not None else True
@@ -273,16 +279,14 @@ def fit(
 
         if val_set is not None and state.bad_epochs >= config.patience:
             stopped = "early_stopping"
-        elif (
-            config.max_minutes is not None and time.monotonic() - started >= 60 * config.max_minutes
-        ):
+        elif config.max_minutes is not None and _minutes_out(started, config.max_minutes):
             stopped = "time_limit"
         else:
             stopped = "epochs"
         done = stopped != "epochs" or state.epoch >= config.epochs
         state.stopped = stopped if done else None
-        if checkpoint_path is not None:
-            _save_checkpoint(Path(checkpoint_path), model, optimizer, state)
+        if checkpoint_path is not None and distributed.is_main():
+            save_checkpoint(Path(checkpoint_path), model, optimizer, state)
         if done:
             break
 
@@ -291,6 +295,71 @@ def fit(
         "stopped (%s) after epoch %d; best epoch %d", stopped, state.epoch, state.best_epoch
     )
     return _result(state, stopped, device)
+
+
+class _LogProb(nn.Module):
+    """``forward(*batch) = model.log_prob(*batch)``: what DistributedDataParallel wraps, so
+    that its gradient averaging hooks on the call the loop makes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *batch: Tensor) -> Tensor:
+        return self.model.log_prob(*batch)
+
+
+def _minutes_out(started: float, minutes: float) -> bool:
+    """Whether ``minutes`` of wall-clock time have passed; the same answer on every process."""
+    out = float(time.monotonic() - started >= 60 * minutes)
+    return distributed.all_reduce_sum(out)[0] > 0
+
+
+def _epoch_batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    drop_last: bool,
+    lengths: Sequence[int] | None,
+) -> list[list[int]]:
+    """One epoch's batches of item indices: shuffled, or of similar lengths
+    (:func:`bucket_batches`).
+
+    The shuffled batches are those of ``DataLoader(shuffle=True, generator=generator)``
+    (which draws its workers' base seed from the generator, then the permutation), so fits
+    repeat those of earlier versions; under torchrun every process draws the same ones.
+    """
+    if lengths is not None:
+        return bucket_batches(lengths, batch_size, generator, drop_last=drop_last)
+    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the DataLoader's seed
+    order = torch.randperm(n, generator=generator).tolist()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, then the in-place version counters of what a fused step wrote.
+
+    Models cache what they derive from their parameters (a MAF's batch norm as an affine
+    map, dense masked weights for sampling) and know a parameter changed by its version
+    counter (``Tensor._version``), which every in-place operation bumps. PyTorch's fused
+    optimisers (``Adam(fused=True)`` and the like; torch 2.11) write parameters without
+    bumping it; this bumps the counters of every stepped parameter of a fused group, as a
+    plain step does, so such caches never serve old weights.
+    """
+    optimizer.step()
+    stepped = [
+        p
+        for group in optimizer.param_groups
+        if group.get("fused")
+        for p in group["params"]
+        if p.grad is not None
+    ]
+    if stepped:
+        with torch.no_grad():
+            torch.autograd.graph.increment_version(stepped)
 
 
 def bucket_batches(
@@ -322,76 +391,12 @@ def bucket_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def _result(state: _State, stopped: str, device: torch.device) -> FitResult:
+def _result(state: FitState, stopped: str, device: torch.device) -> FitResult:
     best_val = state.best_val if math.isfinite(state.best_val) else math.nan
     history = [dict(row) for row in state.history]
     return FitResult(history, state.best_epoch, best_val, stopped, str(device))
 
 
-def _restore_best(model: nn.Module, state: _State) -> None:
+def _restore_best(model: nn.Module, state: FitState) -> None:
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _save_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: _State
-) -> None:
-    """Write the checkpoint whole or not at all (temp file beside it, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "version": CHECKPOINT_VERSION,
-        "epoch": state.epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "best_epoch": state.best_epoch,
-        "best_val": state.best_val,
-        "best_state": state.best_state,
-        "bad_epochs": state.bad_epochs,
-        "history": state.history,
-        "stopped": state.stopped,
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _load_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-) -> _State:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("version") != CHECKPOINT_VERSION:
-            raise TrainingError(
-                f"{path}: checkpoint version {payload.get('version')!r}; "
-                f"this audioar reads version {CHECKPOINT_VERSION}"
-            )
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["rng_cpu"])
-        if payload["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    except TrainingError:
-        raise
-    except Exception as exc:  # a truncated or foreign file: unpickling/shape/key errors
-        raise TrainingError(
-            f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); "
-            "delete it to start afresh"
-        ) from None
-    model.to(device)
-    return _State(
-        epoch=int(payload["epoch"]),
-        best_epoch=int(payload["best_epoch"]),
-        best_val=float(payload["best_val"]),
-        best_state=copy.copy(payload["best_state"]),
-        bad_epochs=int(payload["bad_epochs"]),
-        history=[dict(row) for row in payload["history"]],
-        stopped=payload["stopped"],
-    )

@@ -1,26 +1,26 @@
 """Speed of audioar's MAF against zuko and nflows, measured interleaved in one process.
 
 Same architecture everywhere: D=257, 10 affine MADE flows, 2 x 512 tanh hidden units, order
-reversed between flows, standard normal base, batch 100. audioar and nflows put a batch-norm
+reversed between flows, standard normal base; training batch 100, ``log_prob`` at every
+``--eval-batch`` size (default 100 and 2000), sampling 100. audioar and nflows put a batch-norm
 bijector after every MADE; zuko's MAF has none (it is timed as shipped, which only helps
 zuko). audioar is also timed with batch norm off ("audioar-nobn") and on its plain reference
 path ("audioar-ref": masked dense matmuls, D full passes per flow to sample).
 
 Rounds alternate the libraries so that load from other jobs on the machine hits all of them
-alike; each figure is the median over rounds of samples per second. Before each timed run
-of training steps or ``log_prob`` calls, ``--warmup`` untimed ones (default 2) warm the
-model's code and memory up again: on the 2-core VMs these figures come from, memory and code
-left untouched for a second or two cost the next step 50-100 ms for any library (measured:
-the first training step after ``time.sleep(2)`` takes 7 ms -> 50-60 ms for a toy MAF of 8
-features, audioar and zuko alike; for the MAF here, after 3 s, audioar's steps took 172,
-41, then 37 ms and zuko's 203, 68, then 61 ms), so without it a round's first steps measure
-how long the other libraries ran before it and which of them warmed the same code (with
-5-step rounds and no warm-up, audioar with batch norm trained at 1.22x zuko when it ran
-first in each round and at 1.59x when it ran after audioar without batch norm).
+alike; each figure is the median over rounds of samples per second, and each ratio to zuko
+the median of the rounds' ratios. Before each timed run of training steps or ``log_prob``
+calls, ``--warmup`` untimed ones (default 2) warm the model's code and memory up again:
+memory and code left untouched for a second or two make the next steps slower for any
+library, so without them a round's first steps measure how long the other libraries ran
+before it (see the README's benchmarks). Training steps go through
+:func:`audioar.train.optimizer_step`, as :func:`audioar.train.fit` does. ``log_prob`` at a
+batch of ``B`` runs ``--eval-steps * 100 / B`` calls (at least 4).
 
 Usage:
     python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--warmup 2] [--device cpu|cuda]
-        [--amp] [--fused-adam] [--train-steps 10] [--eval-steps 30] [--models ...]
+        [--amp] [--fused-adam] [--train-steps 10] [--eval-steps 30] [--eval-batch 100,2000]
+        [--models ...] [--tasks train,log_prob,sample]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 import torch
 
 from audioar.models import MAF
+from audioar.train import optimizer_step
 
 FEATURES, FLOWS, HIDDEN, BATCH = 257, 10, (512, 512), 100
 
@@ -95,20 +96,20 @@ def time_train(name, model, opt, data, steps, device, amp):
             loss = -log_prob(name, model, x).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer_step(opt)
     sync(device)
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def time_log_prob(name, model, data, steps, device, amp):
+def time_log_prob(name, model, data, steps, device, amp, batch=BATCH):
     model.eval()
     start = time.perf_counter()
     with torch.no_grad(), torch.autocast(device.type, enabled=amp, dtype=torch.bfloat16):
         for i in range(steps):
-            x = data[(i % (len(data) // BATCH)) * BATCH :][:BATCH]
+            x = data[(i % (len(data) // batch)) * batch :][:batch]
             log_prob(name, model, x)
     sync(device)
-    return steps * BATCH / (time.perf_counter() - start)
+    return steps * batch / (time.perf_counter() - start)
 
 
 def time_sample(name, model, calls, device):
@@ -126,7 +127,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=10)
-    parser.add_argument("--eval-steps", type=int, default=30)
+    parser.add_argument("--eval-steps", type=int, default=30, help="log_prob calls at batch 100")
+    parser.add_argument(
+        "--eval-batch", default="100,2000", help="comma list of log_prob batch sizes"
+    )
     parser.add_argument("--sample-calls", type=int, default=1)
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed steps / calls before each timed run"
@@ -145,35 +149,48 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.models.split(",")
-    tasks = args.tasks.split(",")
+    batches = [int(b) for b in args.eval_batch.split(",")]
+    # One column per timed task: log_prob once per batch size.
+    tasks = [
+        task
+        for t in args.tasks.split(",")
+        for task in ([f"log_prob@{b}" for b in batches] if t == "log_prob" else [t])
+    ]
     torch.manual_seed(0)
-    data = torch.randn(10 * BATCH, FEATURES, device=device) * 2.0 + 1.0
+    rows = max(10 * BATCH, 4 * max(batches))
+    data = torch.randn(rows, FEATURES, device=device) * 2.0 + 1.0
     models = {name: build(name, device, args.num_blocks) for name in names}
     opts = {
         name: torch.optim.Adam(m.parameters(), lr=1e-4, fused=args.fused_adam or None)
         for name, m in models.items()
     }
     results = {(name, task): [] for name in names for task in tasks}
+
+    def eval_steps(batch):
+        return max(4, round(args.eval_steps * BATCH / batch))
+
     for name in names:  # warm-up (allocator, lazy init, first-call overheads)
         if "train" in tasks:
             time_train(name, models[name], opts[name], data, 2, device, args.amp)
-        if "log_prob" in tasks:
-            time_log_prob(name, models[name], data, 2, device, args.amp)
+        for b in batches if any(t.startswith("log_prob") for t in tasks) else []:
+            time_log_prob(name, models[name], data, 2, device, args.amp, b)
     for _ in range(args.rounds):
         for name in names:
             model = models[name]
-            if "train" in tasks:
-                if args.warmup:
-                    time_train(name, model, opts[name], data, args.warmup, device, args.amp)
-                r = time_train(name, model, opts[name], data, args.train_steps, device, args.amp)
-                results[name, "train"].append(r)
-            if "log_prob" in tasks:
-                if args.warmup:
-                    time_log_prob(name, model, data, args.warmup, device, args.amp)
-                r = time_log_prob(name, model, data, args.eval_steps, device, args.amp)
-                results[name, "log_prob"].append(r)
-            if "sample" in tasks:
-                results[name, "sample"].append(time_sample(name, model, args.sample_calls, device))
+            for task in tasks:
+                if task == "train":
+                    if args.warmup:
+                        time_train(name, model, opts[name], data, args.warmup, device, args.amp)
+                    steps = args.train_steps
+                    r = time_train(name, model, opts[name], data, steps, device, args.amp)
+                elif task.startswith("log_prob@"):
+                    b = int(task.partition("@")[2])
+                    if args.warmup:
+                        time_log_prob(name, model, data, args.warmup, device, args.amp, b)
+                    r = time_log_prob(name, model, data, eval_steps(b), device, args.amp, b)
+                else:
+                    r = time_sample(name, model, args.sample_calls, device)
+                results[name, task].append(r)
     amp = " + bf16 autocast" if args.amp else ""
     blocks = next(
         (len(m.mades[0].layers[0].blocks) for n, m in models.items() if n.startswith("audioar")),
@@ -185,21 +202,34 @@ def main():
     if "GOMP_SPINCOUNT" in os.environ:
         omp += f", GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
     print(
-        f"MAF speed, D={FEATURES}, {FLOWS} flows, 2x{HIDDEN[0]} tanh, batch {BATCH}, {adam}, "
+        f"MAF speed, D={FEATURES}, {FLOWS} flows, 2x{HIDDEN[0]} tanh, train batch {BATCH}, "
+        f"log_prob batch {'/'.join(map(str, batches))}, {adam}, "
         f"device {args.device}{amp}, {args.threads} threads, median of {args.rounds} rounds "
         f"({args.warmup} untimed before each timed run) "
         f"(load average at the end: {load:.1f}; OMP_WAIT_POLICY={omp}"
         + (f"; audioar num_blocks={blocks})" if blocks is not None else ")")
     )
-    print(f"{'model':<14}" + "".join(f"{t + ' /s':>14}{'x zuko':>8}" for t in tasks))
+    print(f"{'model':<14}" + "".join(f"{t + ' /s':>19}{'x zuko':>8}" for t in tasks))
     for name in names:
         row = f"{name:<14}"
         for task in tasks:
             value = statistics.median(results[name, task])
             ref = results.get(("zuko", task))
-            ratio = value / statistics.median(ref) if ref else float("nan")
-            row += f"{value:>14,.1f}{ratio:>8.2f}"
+            ratios = [a / b for a, b in zip(results[name, task], ref, strict=True)] if ref else []
+            ratio = statistics.median(ratios) if ratios else float("nan")
+            row += f"{value:>19,.1f}{ratio:>8.2f}"
         print(row)
+    if "zuko" in names and names[0] != "zuko":
+        spread = {
+            task: [
+                a / b for a, b in zip(results[names[0], task], results["zuko", task], strict=True)
+            ]
+            for task in tasks
+        }
+        print(
+            f"{names[0]} / zuko per round (min-max): "
+            + ", ".join(f"{t} {min(r):.2f}-{max(r):.2f}" for t, r in spread.items())
+        )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from audioar.models.build import describe_families
+
 if TYPE_CHECKING:  # the library (and torch) load only when a command runs
     from audioar.config import RunConfig
     from audioar.train import EpochStats
 
-__all__ = ["console", "resolve_config", "EpochTable"]
+__all__ = ["console", "resolve_config", "EpochTable", "MODEL_HELP"]
 
 console = Console(highlight=False)
+
+#: The registered model families, for ``--model`` help texts (read without loading torch).
+MODEL_HELP = describe_families()
 
 
 def resolve_config(

@@ -8,7 +8,39 @@ from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 from rich.table import Table
 
-__all__ = ["evaluate_command", "per_class_table", "score_table"]
+__all__ = ["evaluate_command", "per_class_table", "score_table", "with_ci", "ci_line"]
+
+# The per-score AUC std over folds is in metrics.json (scores.<column>.auc_std); the table
+# shows the interval of the mean instead, which is what the std would be used for.
+
+
+def with_ci(value: float, ci: dict[str, Any] | None, key: str) -> str:
+    """``"0.963 [0.941, 0.978]"``: a metric with its bootstrap interval when it has one."""
+    text = f"{value:.3f}"
+    bounds = (ci or {}).get(key)
+    if isinstance(bounds, list | tuple) and len(bounds) == 2 and None not in bounds:
+        text += f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    return text
+
+
+def ci_line(metrics: dict[str, Any]) -> str:
+    """What the intervals of ``metrics`` are (resampling, resamples, level), "" if none."""
+    ci = metrics.get("ci")
+    if not isinstance(ci, dict):
+        return ""
+    if ci.get("auc") is None:
+        return f"no confidence intervals: {ci.get('note', '')}"
+    level = f"{float(ci.get('level') or 0.95):.0%}"
+    if "folds" in metrics:
+        what = f"of the mean over folds, {ci.get('groups')} held-out speakers resampled"
+    elif ci.get("method") == "speakers":
+        what = f"{ci.get('groups')} speakers resampled (all clips of each)"
+    else:
+        what = "clips resampled (target and others separately)"
+    line = f"[ ] = {level} bootstrap intervals ({ci['resamples']} resamples): {what}"
+    if ci.get("note"):
+        line += f"; {ci['note']}"
+    return line
 
 
 def per_class_table(metrics: dict[str, Any], target: str) -> Table:
@@ -34,7 +66,8 @@ def per_class_table(metrics: dict[str, Any], target: str) -> Table:
 
 
 def _score_aucs(metrics: dict[str, Any]) -> str:
-    """``"; AUC by score: log_likelihood 0.91, ..."`` for a conditional run's fold line."""
+    """``"; AUC by score: log_likelihood 0.91, ..."`` for the fold line of a run with several
+    scores."""
     scores = metrics.get("scores")
     if not scores:
         return ""
@@ -42,19 +75,33 @@ def _score_aucs(metrics: dict[str, Any]) -> str:
 
 
 def score_table(metrics: dict[str, Any]) -> Table:
-    """The three scores of a class-conditional run: AUC (mean over folds for loso), target
-    rank, and which one drives the headline metrics."""
+    """Every score of a run that has several: AUC with its interval (for loso the mean over
+    folds and the interval of that mean), pAUC, EER, whether the target came first, and
+    which score drives the headline metrics (``*``)."""
     loso = "folds" in metrics
-    table = Table(title="scores of the class-conditional model (target vs rest)")
-    for name in ("score", "AUC" + (" (mean over folds)" if loso else ""), "pAUC", "EER"):
-        table.add_column(name, justify="left" if name == "score" else "right")
+    level = next(
+        (
+            r["ci"].get("level")
+            for r in metrics["scores"].values()
+            if (r.get("ci") or {}).get("auc")
+        ),
+        None,
+    )
+    caption = "* the chosen score (the headline metrics)"
+    if level:
+        caption += f"; [ ] {float(level):.0%} interval of the AUC"
+    table = Table(title="scores (target vs rest)", caption=caption)
+    table.add_column("score", no_wrap=True)
+    table.add_column("AUC" + (" (mean of folds)" if loso else ""), justify="right", no_wrap=True)
+    table.add_column("pAUC", justify="right")
+    table.add_column("EER", justify="right")
     table.add_column("target first" + (" in every fold" if loso else ""), justify="right")
     for name, row in metrics["scores"].items():
         first = row.get("target_first_in_all_folds", row.get("target_first"))
         chosen = name == metrics.get("score")
         table.add_row(
-            name + (" (chosen)" if chosen else ""),
-            f"{row['auc']:.3f}" + (f" ± {row['auc_std']:.3f}" if "auc_std" in row else ""),
+            name + (" *" if chosen else ""),
+            with_ci(row["auc"], row.get("ci"), "auc"),
             f"{row['pauc']:.3f}",
             f"{row['eer']:.3f}",
             str(first),
@@ -79,6 +126,10 @@ def evaluate_command(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
     ] = False,
+    resamples: Annotated[
+        int,
+        typer.Option(min=0, help="Bootstrap resamples of the 95% confidence intervals (0: none)."),
+    ] = 1000,  # audioar.evaluate.DEFAULT_RESAMPLES (not imported: keeps the CLI quick)
 ) -> None:
     """Score the test clips of every class; write metrics.json, per_class.csv and figures."""
     from audioar.experiment import evaluate_run
@@ -90,7 +141,8 @@ def evaluate_command(
 
     def on_fold(name: str, metrics: dict[str, Any]) -> None:
         console.print(
-            f"fold {name}: AUC {metrics['auc']:.3f}, {target!r} ranked "
+            f"fold {name}: AUC {with_ci(metrics['auc'], metrics.get('ci'), 'auc')}, "
+            f"{target!r} ranked "
             f"{metrics['target_rank']} of {metrics['num_classes']}" + _score_aucs(metrics)
         )
 
@@ -102,15 +154,21 @@ def evaluate_command(
             out_dir=out_dir,
             use_cache=not no_cache,
             on_fold=on_fold,
+            resamples=resamples,
         )
     m = evaluation.metrics
     console.print(per_class_table(m, target))
     beating = m.get("classes_beating_target") or []
+    ci = m.get("ci")
     console.print(
-        f"target {target!r} vs rest: AUC [bold]{m['auc']:.3f}[/], pAUC(FPR<=0.1) {m['pauc']:.3f}, "
-        f"EER {m['eer']:.3f}; {target!r} ranked {m['target_rank']:.3g} of {m['num_classes']}"
-        + (f"; beaten by {', '.join(beating)}" if beating else "")
+        f"target {target!r} vs rest: AUC [bold]{with_ci(m['auc'], ci, 'auc')}[/], "
+        f"pAUC(FPR<=0.1) {with_ci(m['pauc'], ci, 'pauc')}, EER {with_ci(m['eer'], ci, 'eer')}; "
+        f"{target!r} ranked {m['target_rank']:.3g} of {m['num_classes']}"
+        + (f"; beaten by {', '.join(beating)}" if beating else ""),
+        highlight=False,
     )
+    if ci_line(m):
+        console.print(ci_line(m), style="dim", markup=False, highlight=False)
     if "scores" in m:
         console.print(score_table(m))
     if "folds" in m:
@@ -118,6 +176,17 @@ def evaluate_command(
             f"leave-one-speaker-out: mean AUC {m['mean']['auc']:.3f} ± {m['std']['auc']:.3f} over "
             f"{len(m['folds'])} folds; target first in every fold: {m['target_first_in_all_folds']}"
         )
+        pooled = m.get("pooled")
+        if pooled:
+            console.print(
+                f"all folds pooled: AUC {with_ci(pooled['auc'], pooled.get('ci'), 'auc')}"
+                + (
+                    " (speakers resampled)"
+                    if (pooled.get("ci") or {}).get("method") == "speakers"
+                    else ""
+                ),
+                highlight=False,
+            )
     if "precision" in m:
         console.print(
             f"at the calibrated threshold: precision {m['precision']:.3f}, recall "
@@ -125,4 +194,10 @@ def evaluate_command(
         )
     if evaluation.skipped:
         console.print(f"[yellow]skipped {len(evaluation.skipped)} unreadable clip(s)[/]")
-    console.print(f"wrote [bold]{out_dir}[/] (metrics.json, per_class.csv, scores.csv, figures)")
+    traces = ", traces.npz" if "traces" in evaluation.files else ""
+    console.print(
+        f"wrote [bold]{out_dir}[/] (metrics.json, per_class.csv, scores.csv, figures{traces})"
+    )
+    note = (m.get("traces") or {}).get("skipped")
+    if note:
+        console.print(f"no traces: {note}", style="dim", markup=False, highlight=False)

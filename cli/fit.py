@@ -1,14 +1,18 @@
 """``audioar fit``: train a density model on the normal class and save a calibrated run."""
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from audioar_cli.common import EpochTable, console, resolve_config
-from audioar_cli.errors import friendly_errors
+from audioar_cli.common import MODEL_HELP, EpochTable, console, resolve_config
+from audioar_cli.errors import fail, friendly_errors
 from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from audioar.config import RunConfig
 
 __all__ = ["fit_command"]
 
@@ -25,7 +29,7 @@ def fit_command(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="maf | made | wavenet (class-conditional; needs stft or mulaw)."),
+        typer.Option(help=f"Model family: {MODEL_HELP}."),
     ] = None,
     features: Annotated[
         str | None, typer.Option(help="segments (default) | fft | stft | mulaw.")
@@ -56,9 +60,7 @@ def fit_command(
     ] = False,
 ) -> None:
     """Fit a density model to the normal class; calibrate a threshold; save the run."""
-    from audioar.conditional import is_conditional, sequence_defaults
-    from audioar.pipeline import fit_run
-    from audioar.train import EpochStats
+    from audioar import distributed
 
     options = {
         "data.root": data,
@@ -74,14 +76,31 @@ def fit_command(
     }
     overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
     cfg = resolve_config(recipe, overrides, sets or [])
-    if recipe is None and is_conditional(cfg):
-        # No recipe: size the WaveNet for its features; explicit options and --set still win.
-        cfg = resolve_config(None, [*sequence_defaults(cfg.features.name), *overrides], sets or [])
+    presets = getattr(cfg.model.family, "presets", {}).get(cfg.features.name, [])
+    if recipe is None and presets:
+        # No recipe: size the family for its features; explicit options and --set still win.
+        cfg = resolve_config(None, [*presets, *overrides], sets or [])
+    distributed.init_from_env()  # under torchrun: one process of several
+    try:
+        _fit(cfg, out, resume=resume, overwrite=overwrite, use_cache=not no_cache)
+    finally:
+        distributed.shutdown()
+
+
+def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cache: bool) -> None:
+    from audioar import distributed
+    from audioar.pipeline import fit_run
+    from audioar.train import EpochStats
+
+    main = distributed.is_main()  # only rank 0 shows progress and writes
     where = cfg.data.root or "the embedded synthetic data set"
-    console.print(
-        f"fitting [bold]{cfg.model.name}[/] on class [bold]{cfg.data.target!r}[/] of {where} "
-        f"({cfg.features.name} features, split {cfg.data.split})"
-    )
+    processes = distributed.world_size()
+    if main:
+        console.print(
+            f"fitting [bold]{cfg.model.name}[/] on class [bold]{cfg.data.target!r}[/] of "
+            f"{where} ({cfg.features.name} features, split {cfg.data.split})"
+            + (f" on {processes} processes" if processes > 1 else "")
+        )
     table = EpochTable(cfg.data.target)
     bar = Progress(
         TextColumn("training"),
@@ -90,45 +109,57 @@ def fit_command(
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not main,
     )
     task = bar.add_task("fit", total=None)
-
-    with Live(Group(bar), console=console, refresh_per_second=4, transient=True) as live:
+    live = Live(Group(bar), console=console, refresh_per_second=4, transient=True)
+    with live if main else nullcontext():
 
         def on_epoch(stats: "EpochStats", columns: dict[str, float]) -> None:
             table.add(stats, columns)
-            live.update(Group(table.render(), bar))
+            if main:
+                live.update(Group(table.render(), bar))
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        trained, summary = fit_run(
-            cfg,
-            out,
-            use_cache=not no_cache,
-            resume=resume,
-            overwrite=overwrite,
-            on_epoch=on_epoch,
-            progress=progress,
-        )
+        try:
+            trained, summary = fit_run(
+                cfg,
+                out,
+                use_cache=use_cache,
+                resume=resume,
+                overwrite=overwrite,
+                on_epoch=on_epoch,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            raise fail(
+                f"interrupted; the last finished epoch is kept: add --resume to the same "
+                f"command to continue ({out}.partial/)",
+                code=130,
+            ) from None
+    if not main:
+        return
     if table.history:
         console.print(table.render())
     result = summary.result
     best = result.best_val_log_likelihood
     per = (
         f"{best:.1f} nats per clip, every class under its own label"
-        if trained.classes is not None
-        else f"{best:.1f} nats, {best / trained.dims:.3f} per dim"
+        if trained.conditional
+        else f"{best:.1f} nats per clip"
+        + (f", {best / trained.dims:.3f} per dim" if trained.spec.kind == "vector" else "")
     )
     console.print(
         f"best epoch {result.best_epoch} (validation log-likelihood {per}); "
         f"stopped: {result.stopped}; {summary.n_train} training clips, "
         f"{summary.seconds:.0f} s on {result.device}"
     )
-    if trained.classes is not None:
+    if trained.conditional:
         console.print(
             f"class-conditional over {len(trained.classes)} classes; scores with "
-            f"model.score={cfg.model.resolved_score}"
+            f"score.method={trained.score}"
         )
     if summary.skipped:
         console.print(f"[yellow]skipped {len(summary.skipped)} unreadable clip(s)[/]")

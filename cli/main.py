@@ -1,6 +1,7 @@
 """The ``audioar`` Typer app: one module per command, registered here."""
 
 import logging
+import warnings
 
 import typer
 
@@ -22,12 +23,17 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # libraries' warnings are for developers: shown with --verbose only
+        warnings.simplefilter("ignore")
 
 
 # Command registration (one module per command in cli/).
 from audioar_cli import data as data_cmd  # noqa: E402
 
 app.add_typer(data_cmd.app, name="data")
+from audioar_cli import density as density_cmd  # noqa: E402
+
+app.add_typer(density_cmd.app, name="density")
 from audioar_cli.demo import demo_command  # noqa: E402
 from audioar_cli.evaluate import evaluate_command  # noqa: E402
 from audioar_cli.fit import fit_command  # noqa: E402

@@ -29,6 +29,14 @@ def score_command(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
     ] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="Also write each clip's per-step log-likelihood under the target to this "
+            "folder: <name>-<hash>.csv (step,time_s,log_likelihood) and index.csv.",
+        ),
+    ] = None,
 ) -> None:
     """Score clips: log-likelihood, nats per dim, anomaly score, p-value, is_anomaly."""
     from audioar.pipeline import load_trained
@@ -36,6 +44,12 @@ def score_command(
 
     trained = load_trained(model)
     files = expand_inputs(paths)
+    if trace is not None and trace.exists() and not trace.is_dir():
+        raise fail(f"{trace}: --trace needs a folder, this is a file", code=2)
+    if trace is not None and trained.spec.kind == "vector":
+        from audioar.trace import ONE_STEP_NOTE
+
+        err_console.print(f"[yellow]--trace: {ONE_STEP_NOTE}[/]")
     quiet = out is None
     bar = Progress(
         TextColumn("scoring"),
@@ -53,6 +67,7 @@ def score_command(
             batch_size=batch_size,
             use_cache=not no_cache,
             progress=lambda n: bar.advance(task, n),
+            trace_dir=trace,
         ):
             errors = table[table["error"].astype(bool)]
             if strict and len(errors):
@@ -74,6 +89,8 @@ def score_command(
             scored, failed = write_scores(checked(), out)
     if not quiet:
         console.print(f"scored {scored} clip(s), {failed} error(s); wrote [bold]{out}[/]")
+    if trace is not None:
+        err_console.print(f"wrote {scored} trace(s) to {trace} (one CSV per clip, index.csv)")
     if failed:
         err_console.print(
             f"[yellow]{failed} clip(s) could not be scored: see the 'error' column[/]"

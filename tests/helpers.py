@@ -41,3 +41,22 @@ TINY = [
     "features.n_mels=8",
     "features.segments=2",
 ]
+
+#: A WaveNet of a few seconds' fit (add WAVENET_FRAMES or mu-law settings).
+WAVENET_SMALL = [
+    "model.name=wavenet",
+    "model.residual_channels=8",
+    "model.skip_channels=8",
+    "model.max_dilation=4",
+    "model.dilation_cycles=1",
+    "train.epochs=3",
+    "train.batch_size=32",
+]
+#: Small log-mel frames for a sequence model.
+WAVENET_FRAMES = [
+    "features.name=stft",
+    "features.n_fft=128",
+    "features.hop_length=64",
+    "features.n_mels=8",
+    "model.output=gaussian",
+]

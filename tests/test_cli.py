@@ -139,3 +139,33 @@ def test_busy_share_reads_proc_stat_lines():
     assert busy_share(before, after) == pytest.approx(0.5)
     assert math.isnan(busy_share(before, before))  # no time passed
     assert math.isnan(busy_share("cpu  x y", after))
+
+
+@pytest.mark.parametrize(
+    ("family", "settings"),
+    [
+        ("made", ["model.hidden_features=[32,32]"]),
+        ("nade", ["model.hidden_features=16"]),  # the preset picks the mixture output
+        ("fvsbn", []),  # the preset picks the Gaussian output
+    ],
+)
+def test_every_vector_family_fits_and_evaluates_through_the_one_pipeline(
+    family, settings, tones, tmp_path
+):
+    out = tmp_path / family
+    common = ["train.epochs=6", "train.batch_size=16", "features.n_mels=8", "features.segments=2"]
+    options = [x for item in [*common, *settings] for x in ("--set", item)]
+    result = invoke("fit", "--data", tones, "--model", family, "--out", out, *options)
+    assert result.exit_code == 0, result.output
+    result = invoke("evaluate", "--model", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["score"] == "log_likelihood" and metrics["auc"] > 0.8
+
+
+def test_model_help_lists_the_registry():
+    from audioar.models.build import FAMILIES
+
+    result = invoke("fit", "--help")
+    for name in FAMILIES:
+        assert name in result.output

@@ -1,4 +1,4 @@
-"""The class-conditional WaveNet in the pipeline: fit -> load -> score -> evaluate -> sample."""
+"""A class-conditional model (WaveNet) in the one pipeline: fit, load, score, evaluate, sample."""
 
 import json
 
@@ -8,52 +8,34 @@ import pytest
 import soundfile as sf
 import torch
 from audioar_cli.main import app
-from helpers import write_tone_dataset
+from helpers import WAVENET_FRAMES, WAVENET_SMALL, write_tone_dataset
 from typer.testing import CliRunner
 
-from audioar.conditional import (
-    SCORES,
-    SequenceDataset,
-    check_conditional_config,
-    class_log_likelihoods,
-    featurize_sequences,
-    pad_collate,
-    score_sequences,
-)
+from audioar.batches import ClipSet, collate, log_likelihoods
 from audioar.config import RunConfig, apply_overrides
 from audioar.data import discover, split
 from audioar.errors import ConfigError, RunFormatError
 from audioar.experiment import evaluate_run
-from audioar.models import WaveNet
-from audioar.models.sequence import SequenceDensity
+from audioar.featurize import featurize
+from audioar.layout import arrange
+from audioar.models import InputSpec, Standardized, WaveNet
 from audioar.pipeline import fit_run, load_trained
 from audioar.scorer import score_files
-from audioar.scoring import log_likelihoods
+from audioar.scoring import SCORE_COLUMN, class_log_likelihoods, score_features
+
+# The scores of a conditional run without a background model (no likelihood ratio).
+SCORES = tuple(c for c in SCORE_COLUMN.values() if c != "log_likelihood_ratio")
 
 runner = CliRunner()
 
-SMALL = [
-    "model.name=wavenet",
-    "model.residual_channels=8",
-    "model.skip_channels=8",
-    "model.max_dilation=4",
-    "model.dilation_cycles=1",
-    "train.epochs=3",
-    "train.batch_size=32",
-]
-FRAMES = [
-    "features.name=stft",
-    "features.n_fft=128",
-    "features.hop_length=64",
-    "features.n_mels=8",
-    "model.wavenet_output=gaussian",
-]
+SMALL = WAVENET_SMALL
+FRAMES = WAVENET_FRAMES
 CODES = [
     "features.name=mulaw",
     "features.sample_rate=2000",
     "features.bits=4",
     "features.seconds=0.1",
-    "model.wavenet_output=categorical",
+    "model.output=categorical",
 ]
 
 
@@ -86,7 +68,7 @@ def codes_run(tones, tmp_path_factory):
 
 def _sequences(tones, trained):
     parts = split(discover(tones), "official")
-    seqs, kept, _ = featurize_sequences(trained.featurizer, parts.test[::7], use_cache=False)
+    seqs, kept, _ = featurize(trained.featurizer, parts.test[::7], use_cache=False)
     return seqs, kept
 
 
@@ -96,17 +78,18 @@ def test_loaded_run_scores_like_the_fitted_model(which, tones, request):
     loaded = load_trained(run_dir)
     assert loaded.classes == ["one", "two", "zero"] and loaded.dims == trained.dims
     seqs, _ = _sequences(tones, trained)
-    expected = score_sequences(trained, seqs).per_class
-    np.testing.assert_allclose(score_sequences(loaded, seqs).per_class, expected, rtol=1e-6)
+    expected = score_features(trained, seqs).per_class
+    np.testing.assert_allclose(score_features(loaded, seqs).per_class, expected, rtol=1e-6)
     assert loaded.calibration.threshold == trained.calibration.threshold
-    stored = json.loads((run_dir / "config.json").read_text())["extra"]["conditional"]
+    stored = json.loads((run_dir / "config.json").read_text())["extra"]["model"]
     assert stored["classes"] == ["one", "two", "zero"] and stored["score"] == "posterior"
+    assert stored["conditional"] and stored["input"]["kind"] == "sequence"
 
 
 def test_three_scores_are_consistent(frames_run, tones):
     trained, _ = frames_run
     seqs, _ = _sequences(tones, trained)
-    s = score_sequences(trained, seqs)
+    s = score_features(trained, seqs)
     steps = np.array([len(x) for x in seqs])
     assert len(set(steps)) > 1  # variable length clips
     np.testing.assert_allclose(s.nats_per_step, s.log_likelihood / steps)
@@ -121,10 +104,11 @@ def test_three_scores_are_consistent(frames_run, tones):
 def test_all_class_scoring_matches_the_per_class_reference(codes_run, tones):
     trained, _ = codes_run
     seqs, _ = _sequences(tones, trained)
-    fast = class_log_likelihoods(trained.model, seqs, batch_size=3)
+    items, lengths = arrange(seqs, trained.spec)
+    fast = class_log_likelihoods(trained.model, items, lengths, batch_size=3)
     for c in range(3):
-        data = SequenceDataset(seqs, [c] * len(seqs))
-        ref = log_likelihoods(trained.model, data, batch_size=2, collate_fn=pad_collate)
+        data = ClipSet(items, [c] * len(items), lengths)
+        ref = log_likelihoods(trained.model, data, batch_size=2, collate_fn=collate)
         torch.testing.assert_close(fast[:, c].float(), ref, rtol=1e-5, atol=1e-3)
 
 
@@ -133,12 +117,13 @@ def test_padding_is_not_counted(frames):
     torch.manual_seed(0)
     output = "gaussian" if frames else "categorical"
     wn = WaveNet(3, 16, 8, 8, max_dilation=4, output=output, in_features=5)
-    model = SequenceDensity(wn, torch.randn(5), torch.rand(5) + 0.5).eval()
+    spec = InputSpec("sequence", (None, 5) if frames else (None,), 0 if frames else 16, 3)
+    model = Standardized(wn, spec, torch.randn(5), torch.rand(5) + 0.5).eval()
     if frames:
         seqs = [torch.randn(7, 5), torch.randn(12, 5), torch.randn(3, 5)]
     else:
         seqs = [torch.randint(0, 16, (n,)) for n in (7, 12, 3)]
-    x, labels, lengths = pad_collate(list(SequenceDataset(seqs, [0, 1, 2])))
+    x, labels, lengths = collate(list(ClipSet(seqs, [0, 1, 2])))
     batched = model.log_prob(x, labels, lengths)
     alone = torch.cat([model.log_prob(s[None], labels[i : i + 1]) for i, s in enumerate(seqs)])
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-4)
@@ -203,21 +188,25 @@ def test_sample_writes_wav_files(which, seconds, request, tmp_path):
 
 
 def test_mismatched_features_and_output_are_config_errors(tones, tmp_path):
-    for extra, needle in (
-        (["features.name=stft", "model.wavenet_output=categorical"], "gaussian or logistic"),
-        (["features.name=mulaw", "model.wavenet_output=gaussian"], "categorical"),
-        (["features.name=segments"], "sequence per clip"),
+    for i, (extra, needle) in enumerate(
+        (
+            (["features.name=stft", "model.output=categorical"], "gaussian or logistic"),
+            (["features.name=mulaw", "model.output=gaussian"], "categorical"),
+            (["features.name=segments"], "takes sequence features"),
+        )
     ):
         with pytest.raises(ConfigError, match=needle):
-            check_conditional_config(config(tones, *extra))
+            fit_run(config(tones, *extra), tmp_path / f"bad{i}", use_cache=False)
+        assert not (tmp_path / f"bad{i}").exists()
+        assert not (tmp_path / f"bad{i}.partial").exists()
     result = invoke(
         "fit", "--data", tones, "--model", "wavenet", "--features", "mulaw", "--out",
-        tmp_path / "r", "--set", "model.wavenet_output=gaussian",
+        tmp_path / "r", "--set", "model.output=gaussian",
     )  # fmt: skip
     assert result.exit_code != 0 and "categorical" in result.output
     assert not (tmp_path / "r").exists()
-    with pytest.raises(ConfigError, match="model.score=posterior"):
-        fit_run(apply_overrides(RunConfig(), [f"data.root={tones}", "model.score=posterior"]),
+    with pytest.raises(ConfigError, match="score.method=posterior"):
+        fit_run(apply_overrides(RunConfig(), [f"data.root={tones}", "score.method=posterior"]),
                 tmp_path / "m")  # fmt: skip
 
 
@@ -230,7 +219,7 @@ def test_cli_fit_picks_frame_defaults(tones, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / "config.json").read_text())["config"]
-    assert cfg["model"]["wavenet_output"] == "gaussian"  # from the frame defaults
+    assert cfg["model"]["output"] == "gaussian"  # from the frame defaults
     assert cfg["features"]["cmvn"] == "mean"  # per-clip normalised frames by default
     assert cfg["model"]["residual_channels"] == 8  # --set wins over the defaults
     history = pd.read_csv(out / "history.csv")
@@ -244,9 +233,9 @@ def test_a_run_without_its_class_list_is_refused(frames_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     config = json.loads((copy / "config.json").read_text())
-    del config["extra"]["conditional"]
+    del config["extra"]["model"]
     (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(RunFormatError, match="class list"):
+    with pytest.raises(RunFormatError, match="model input description"):
         load_trained(copy)
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from audioar.config import (
     FORMAT_VERSION,
     FeatureConfig,
-    ModelConfig,
     RunConfig,
     TrainConfig,
     apply_overrides,
@@ -31,10 +30,11 @@ def recipe(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_match_the_design():
     cfg = RunConfig()
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
     assert (cfg.data.root, cfg.data.target, cfg.data.compare) == (None, "zero", [])
     assert (cfg.features.name, cfg.features.n_fft, cfg.features.segments) == ("segments", 512, 4)
-    assert (cfg.model.num_flows, cfg.model.hidden_features) == (5, (512, 512))
+    assert cfg.model.name == "maf" and cfg.score.method == "auto"
+    assert (cfg.model.settings.num_flows, cfg.model.settings.hidden_features) == (5, (512, 512))
     assert (cfg.train.patience, cfg.train.grad_clip, cfg.train.device) == (30, 5.0, "auto")
     assert (cfg.calibration.target_fpr, cfg.calibration.method) == (0.05, "empirical")
     assert RunConfig().data.compare is not cfg.data.compare  # no shared mutable default
@@ -49,12 +49,26 @@ def test_shipped_recipes_load():
         16000,
         512,
     )
-    assert (blog.model.num_flows, blog.model.hidden_features, blog.model.activation) == (
+    m = blog.model.settings
+    assert (m.num_flows, m.hidden_features, m.activation) == (
         10,
         (512, 512),
         "tanh",
     )
-    assert blog.model.batch_norm and blog.model.permutation == "reverse"
+    assert m.batch_norm and m.permutation == "reverse"
+    for name in ("zero_wavenet_frames.toml", "zero_wavenet_mulaw.toml"):
+        wavenet = load_recipe(RECIPES / name)
+        assert wavenet.model.name == "wavenet" and wavenet.score.method == "posterior"
+
+
+def test_pixelcnn_recipe_is_the_presets_written_out():
+    from audioar.models.build import family
+
+    pixel = load_recipe(RECIPES / "zero_pixelcnn.toml")
+    presets = family("pixelcnn").presets["stft"]
+    cfg = apply_overrides(RunConfig(), ["model.name=pixelcnn", "features.name=stft", *presets])
+    assert pixel.model == cfg.model and pixel.features == cfg.features
+    assert pixel.train == cfg.train and pixel.score.method == "posterior"
 
 
 def test_dict_round_trip_is_json_safe():
@@ -82,7 +96,7 @@ def test_recipe_errors_name_file_and_key(tmp_path):
         load_recipe(recipe(tmp_path, "[train\n"))
     with pytest.raises(ConfigError, match="recipe not found"):
         load_recipe(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="choose one of segments, fft, stft, mulaw"):
+    with pytest.raises(ConfigError, match="choose one of mulaw, stft, fft, segments"):
         load_recipe(recipe(tmp_path, '[features]\nname = "mfcc"\n'))
 
 
@@ -120,18 +134,16 @@ def test_overrides_parse_each_type():
             "data.target='one'",
         ],
     )
-    assert cfg.train.lr == 1e-4 and cfg.model.hidden_features == (256, 256)
+    assert cfg.train.lr == 1e-4 and cfg.model.settings.hidden_features == (256, 256)
     assert cfg.data.compare == ["one", "two"] and cfg.train.amp is False
     assert cfg.train.max_minutes is None and cfg.train.grad_clip is None
     assert cfg.features.hop_length == 64 and cfg.data.root == "/tmp/x y"
-    assert cfg.data.split == "speaker:jackson" and cfg.model.num_flows == 10
+    assert cfg.data.split == "speaker:jackson" and cfg.model.settings.num_flows == 10
     assert cfg.data.target == "one"
     assert base == RunConfig()  # the input is not modified
     assert apply_overrides(base, ["data.compare=[]"]).data.compare == []
-    assert apply_overrides(base, ["model.hidden_features=(32, 16)"]).model.hidden_features == (
-        32,
-        16,
-    )
+    tuple_form = apply_overrides(base, ["model.hidden_features=(32, 16)"])
+    assert tuple_form.model.settings.hidden_features == (32, 16)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +179,7 @@ def test_overrides_round_trip_values(epochs, lr, hidden):
         RunConfig(),
         [f"train.epochs={epochs}", f"train.lr={lr!r}", f"model.hidden_features={hidden}"],
     )
-    assert (cfg.train.epochs, cfg.train.lr, cfg.model.hidden_features) == (
+    assert (cfg.train.epochs, cfg.train.lr, cfg.model.settings.hidden_features) == (
         epochs,
         lr,
         tuple(hidden),
@@ -212,46 +224,60 @@ def test_featurizer_kwargs_per_name():
     }
 
 
-def test_model_kwargs_per_name():
-    assert ModelConfig().model_kwargs() == {
-        "num_flows": 5,
-        "hidden_features": (512, 512),
-        "activation": "tanh",
-        "batch_norm": True,
-        "permutation": "reverse",
-        "base": "normal",
-    }
-    assert ModelConfig(name="made", hidden_features=(64,)).model_kwargs() == {
-        "hidden_features": (64,),
-        "output": "gaussian",
-        "activation": "tanh",
-    }
-    assert ModelConfig(base="mog", components=4).model_kwargs()["components"] == 4
-    assert ModelConfig(name="made", output="mog", components=3).model_kwargs()["components"] == 3
-    assert ModelConfig(name="wavenet").model_kwargs() == {
-        "residual_channels": 64,
-        "skip_channels": 128,
-        "kernel_size": 2,
-        "dilation_cycles": 2,
-        "max_dilation": 512,
-        "output": "categorical",
-    }
-    with pytest.raises(ConfigError, match="choose one of maf, made, wavenet"):
-        ModelConfig(name="pixelcnn")
-    with pytest.raises(ConfigError, match="hidden_features"):
-        ModelConfig(hidden_features=(0,))
+def test_model_section_follows_the_family():
+    from audioar.models import MADEConfig, MAFConfig, WaveNetConfig
+
+    assert RunConfig().model.settings == MAFConfig()
+    maf = apply_overrides(RunConfig(), ["model.num_flows=3"])
+    cfg = apply_overrides(maf, ["model.name=wavenet"])
+    assert cfg.model.settings == WaveNetConfig()  # another family: its own defaults
+    cfg = apply_overrides(RunConfig(), ["model.output=gaussian", "model.name=made"])
+    assert cfg.model.settings == MADEConfig(output="gaussian")  # the name is applied first
+    with pytest.raises(ConfigError, match=r"\[model\] of wavenet has name, residual_channels"):
+        apply_overrides(RunConfig(), ["model.name=wavenet", "model.num_flows=3"])
+    with pytest.raises(ConfigError, match="unknown model 'pixelcnn9'; choose one of maf"):
+        apply_overrides(RunConfig(), ["model.name=pixelcnn9"])
+    d = run_config_to_dict(apply_overrides(RunConfig(), ["model.name=wavenet"]))
+    assert d["model"]["name"] == "wavenet" and "residual_channels" in d["model"]
+    assert "num_flows" not in d["model"]
+    assert run_config_from_dict(d).model.name == "wavenet"
+    with pytest.raises(ConfigError, match=r"model\.num_flows"):
+        run_config_from_dict({"model": {"name": "wavenet", "num_flows": 3}})
     with pytest.raises(ConfigError, match="patience"):
         TrainConfig(patience=0)
 
 
-def test_kwargs_build_the_real_featurizers_and_models():
-    features = pytest.importorskip("audioar.features")
-    models = pytest.importorskip("audioar.models")
+def test_score_method_is_checked_against_the_model_kind():
+    assert apply_overrides(RunConfig(), []).score.resolve(conditional=False) == "raw"
+    assert apply_overrides(RunConfig(), []).score.resolve(conditional=True) == "posterior"
+    per_step = apply_overrides(RunConfig(), ["score.method=per_step"])
+    assert per_step.score.resolve(conditional=True) == "per_step"
+    with pytest.raises(ConfigError, match="need a class-conditional model"):
+        apply_overrides(RunConfig(), ["score.method=posterior"]).score.resolve(False)
+    with pytest.raises(ConfigError, match="choose one of auto"):
+        apply_overrides(RunConfig(), ["score.method=bayes"])
+
+
+def test_configs_build_the_real_featurizers_and_models():
+    from audioar.features import featurizer_from_config
+    from audioar.models import InputSpec
+    from audioar.models.build import build_model
+
     for name in ("segments", "fft", "stft", "mulaw"):
-        features.featurizer_from_config(FeatureConfig(name=name).featurizer_config())
-    small = {"hidden_features": (8,), "num_flows": 2}
-    models.MAF(features=4, **ModelConfig(**small).model_kwargs())
-    models.MAF(features=4, **ModelConfig(**small, base="mog", components=2).model_kwargs())
-    models.MADE(features=4, **ModelConfig(name="made", **small).model_kwargs())
-    wavenet = ModelConfig(name="wavenet", residual_channels=4, skip_channels=4, max_dilation=2)
-    models.WaveNet(classes=2, quantization=16, **wavenet.model_kwargs())
+        featurizer_from_config(FeatureConfig(name=name).featurizer_config())
+    small = ["model.hidden_features=[8]", "model.num_flows=2"]
+    vector = InputSpec("vector", (4,))
+    for extra in ([], ["model.base=mog", "model.components=2"]):
+        cfg = apply_overrides(RunConfig(), [*small, *extra])
+        build_model(cfg.model.name, cfg.model.settings, vector)
+    made = apply_overrides(RunConfig(), ["model.name=made", "model.hidden_features=[8]"])
+    build_model("made", made.model.settings, vector)
+    wavenet = apply_overrides(
+        RunConfig(),
+        ["model.name=wavenet", "model.residual_channels=4", "model.skip_channels=4",
+         "model.max_dilation=2"],
+    )  # fmt: skip
+    codes = InputSpec("sequence", (None,), levels=16, classes=2)
+    assert build_model("wavenet", wavenet.model.settings, codes).classes == 2
+    with pytest.raises(ConfigError, match="takes sequences"):
+        build_model("wavenet", wavenet.model.settings, vector)

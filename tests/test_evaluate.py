@@ -11,18 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from audioar import evaluate as ev
+from audioar import atomic, evaluation_files
+from audioar.atomic import atomic_write
 from audioar.errors import DataError
-from audioar.evaluate import (
-    EVALUATION_FILES,
-    atomic_write_bytes,
-    equal_error_rate,
-    evaluate_scores,
-    partial_auc,
-    scores_frame,
-    summarize_folds,
-    write_evaluation,
-)
+from audioar.evaluate import equal_error_rate, evaluate_scores, partial_auc, summarize_folds
+from audioar.evaluation_files import EVALUATION_FILES, scores_frame, write_evaluation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -235,7 +228,7 @@ def test_write_evaluation_files(tmp_path):
     frame = scores_frame(ll, labels, paths=[f"c{i}.wav" for i in range(90)], dims=4)
     out = tmp_path / "eval" / "nested"
     paths = write_evaluation(out, m, frame)
-    assert set(paths) == set(EVALUATION_FILES)
+    assert set(paths) == set(EVALUATION_FILES) - {"traces"}  # traces only when given
     for key, path in paths.items():
         assert path == out / EVALUATION_FILES[key] and path.stat().st_size > 0
         if path.suffix == ".png":
@@ -286,21 +279,41 @@ def test_write_evaluation_rejects_bad_tables(tmp_path):
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
-    atomic_write_bytes(path, b"old")
+    atomic_write(path, b"old")
 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ev.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write_bytes(path, b"new")
+        atomic_write(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 def test_jsonable_turns_nan_into_null():
-    out = ev._jsonable(
+    out = evaluation_files._jsonable(
         {"a": float("nan"), "b": np.float32(1.5), "c": [np.int64(2)], "d": Path("x")}
     )
     assert out == {"a": None, "b": 1.5, "c": [2], "d": "x"}
     assert not math.isnan(json.loads(json.dumps(out))["b"])
+
+
+def test_write_evaluation_writes_given_traces_and_removes_stale_ones(tmp_path):
+    from audioar.trace import read_traces, trace_arrays
+
+    m = evaluate_scores([-1.0, -2.0, -3.0], ["a", "a", "b"], "a")
+    frame = scores_frame([-1.0, -2.0, -3.0], ["a", "a", "b"], paths=["x", "y", "z"])
+    example = {
+        "path": "z", "label": "b", "speaker": "", "fold": "", "kind": "anomalous",
+        "anomaly_score": 3.0, "log_likelihood": -3.0, "trace": np.array([-1.0, -2.0]),
+        "spectrogram": np.zeros((3, 4)), "step_seconds": 0.01, "frame_seconds": 0.01,
+    }  # fmt: skip
+    paths = write_evaluation(tmp_path, m, frame, traces=trace_arrays([example], score="s"))
+    assert paths["traces"] == tmp_path / "traces.npz"
+    (back,), score = read_traces(paths["traces"])
+    assert score == "s" and back["path"] == "z" and back["kind"] == "anomalous"
+    np.testing.assert_array_equal(back["trace"], [-1.0, -2.0])
+    assert back["spectrogram"].shape == (3, 4) and back["step_seconds"] == 0.01
+    paths = write_evaluation(tmp_path, m, frame)  # no traces this time: the old file goes
+    assert "traces" not in paths and not (tmp_path / "traces.npz").exists()

@@ -234,22 +234,15 @@ def test_gaussian_made_fits_a_correlated_gaussian():
 
 
 def test_config_state_dict_round_trip(tmp_path):
-    cfg = MADEConfig(
-        features=6,
-        hidden_features=[16, 16],
-        output="mog",
-        order="random",
-        context_features=2,
-        components=2,
-    )
-    made = MADE.from_config(cfg)
+    cfg = MADEConfig(hidden_features=[16, 16], output="mog", order="random", components=2)
+    made = MADE.from_config(cfg, features=6, context_features=2)
     state = made.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert any(k.endswith("mask") for k in state)
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
-    clone = MADE.from_config(cfg)
+    clone = MADE.from_config(cfg, features=6, context_features=2)
     clone.load_state_dict(torch.load(buf, weights_only=True))
     x, c = torch.randn(4, 6), torch.randn(4, 2)
     torch.testing.assert_close(clone.log_prob(x, c), made.log_prob(x, c))

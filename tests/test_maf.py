@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from audioar.errors import ConfigError, TrainingError
 from audioar.models import MAF, MAFConfig
 from audioar.models.maf import BatchNormBijector
+from audioar.train import optimizer_step
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +113,8 @@ def test_one_dimensional_density_integrates_to_one(base):
 )
 def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     """The fast path (all flows as one node; with equal hidden degrees every MADE has the same
-    masks and the weight gradients of all flows are computed together) against the reference."""
+    masks, the weight blocks of all flows are stacked and their gradients computed together)
+    against the reference."""
     torch.manual_seed(0)
     maf = MAF(
         11,
@@ -124,7 +126,7 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
         hidden_degrees=degrees,
         num_blocks=3,
     )
-    assert maf._shared_masks() == (degrees == "equal")
+    assert maf._fast.shared == (degrees == "equal")
     x = torch.randn(32, 11)
     c = torch.randn(32, context) if context else None
     outs = {}
@@ -152,7 +154,7 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     torch.testing.assert_close(fast[3], ref[3], rtol=1e-5, atol=1e-6)
     for a, b in zip(fast[4], ref[4], strict=True):  # gradients of the data and the context
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert (maf.stacked is not None) == (degrees == "equal")  # flows' parameters stacked
+    assert (maf._fast.stacks is not None) == (degrees == "equal")  # weight blocks stacked
     masks = {  # a block's mask, by its own parameter or by the stack it borrows a row of
         id(w if w._base is None else w._base): m
         for made in maf.mades
@@ -171,6 +173,23 @@ def test_fast_paths_match_reference(context, permutation, batch_norm, degrees):
     torch.manual_seed(1)
     z = torch.randn(5, 11)
     torch.testing.assert_close(quick, maf.inverse(z, cs, incremental=False), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_evaluation_matches_reference(activation):
+    """Evaluation without autograd folds batch norm into each flow's affine map and a tanh
+    into the next layer's product: the same numbers as the reference, at any batch size."""
+    torch.manual_seed(0)
+    maf = MAF(13, 3, (40, 40), activation, context_features=2, num_blocks=3)
+    _warm(maf, torch.randn(64, 13), torch.randn(64, 2))
+    for n in (1, 7, 300):
+        x, c = torch.randn(n, 13) * 2, torch.randn(n, 2)
+        with torch.no_grad():
+            fast = maf.log_prob(x, c)
+            maf.block_sparse = False
+            ref = maf.log_prob(x, c)
+            maf.block_sparse = True
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("batch_norm", [True, False])
@@ -249,8 +268,8 @@ def test_conditional_maf_prefers_the_right_class():
 
 
 def test_config_and_weights_only_round_trip():
-    cfg = MAFConfig(features=5, num_flows=2, hidden_features=[16, 16], base="mog", components=2)
-    maf = MAF.from_config(cfg)
+    cfg = MAFConfig(num_flows=2, hidden_features=[16, 16], base="mog", components=2)
+    maf = MAF.from_config(cfg, features=5)
     _warm(maf, torch.randn(40, 5) * 3)
     state = maf.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -259,7 +278,7 @@ def test_config_and_weights_only_round_trip():
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
-    clone = MAF.from_config(cfg)
+    clone = MAF.from_config(cfg, features=5)
     clone.load_state_dict(torch.load(buf, weights_only=True))
     clone.eval()
     x = torch.randn(6, 5)
@@ -292,40 +311,43 @@ def test_state_dict_holds_dense_weights_and_round_trips():
     torch.testing.assert_close(other.log_prob(x), maf.log_prob(x))
 
 
-def test_flows_borrow_rows_of_stacked_parameters():
-    """With shared masks the flows' parameters are stacked, one tensor per layer block, bias
-    and batch-norm parameter; each flow still saves, loads and differentiates its own."""
+def test_flows_keep_their_weight_blocks_stacked():
+    """With shared masks the flows' weight blocks are stacked, one tensor per layer block; each
+    flow still reads, saves, loads and differentiates its own rows."""
     torch.manual_seed(0)
     maf = MAF(6, num_flows=3, hidden_features=(12, 12), num_blocks=2)
-    params = list(maf.parameters())
-    assert len(params) == 3 * (2 + 1) + 2  # 3 layers of 2 blocks and a bias, log_gamma, beta
-    assert all(p.shape[0] == 3 for p in params)
-    assert list(maf.mades[1].parameters()) == [] and list(maf.norms[1].parameters()) == []
-    assert maf.mades[1].layers[2].bias.data_ptr() == params[8][1].data_ptr()
+    stacks = [w for layer in maf._fast.stacks for w in layer]
+    assert len(stacks) == 3 * 2 and all(w.shape[0] == 3 for w in stacks)  # 3 layers, 2 blocks
+    assert len(list(maf.parameters())) == len(stacks) + 3 * 3 + 3 * 2  # + biases, norms
+    assert [name for name, _ in maf.mades[1].named_parameters()] == [
+        f"layers.{i}.bias" for i in range(3)
+    ]
+    row = maf.mades[1].layers[2].stored_weights()[1]
+    assert row.data_ptr() == stacks[5][1].data_ptr()
     # The state dict is the per-flow one, and loads into a MAF that does not stack.
     state = maf.state_dict()
     unstacked = MAF(6, num_flows=3, hidden_features=(12, 12), hidden_degrees="random")
-    assert unstacked.stacked is None
+    assert unstacked._fast.stacks is None
     assert sorted(state) == sorted(unstacked.state_dict())
-    assert not any(key.startswith("stacked") for key in state)
+    assert not any("stacks" in key or "weight_blocks" in key for key in state)
     other = MAF(6, num_flows=3, hidden_features=(12, 12), num_blocks=2, seed=5)
-    bad = dict(state, **{"mades.1.layers.0.bias": torch.zeros(5)})
-    with pytest.raises(RuntimeError, match="mades.1.layers.0.bias"):
+    bad = dict(state, **{"mades.1.layers.0.weight": torch.zeros(12, 5)})
+    with pytest.raises(RuntimeError, match="mades.1.layers.0.weight"):
         other.load_state_dict(bad)
-    missing = {k: v for k, v in state.items() if k != "norms.2.beta"}
-    with pytest.raises(RuntimeError, match="norms.2.beta"):
+    missing = {k: v for k, v in state.items() if k != "mades.2.layers.1.weight"}
+    with pytest.raises(RuntimeError, match="mades.2.layers.1.weight"):
         other.load_state_dict(missing)
     x = torch.randn(16, 6)
     other.load_state_dict(state)
     maf.eval(), other.eval()
     torch.testing.assert_close(other.log_prob(x), maf.log_prob(x))
     with torch.no_grad():
-        other.mades[2].layers[0].bias.add_(1.0)  # a row is a view: writes reach the stack
+        other.mades[2].layers[0].stored_weights()[1].add_(1.0)  # a row: writes reach the stack
     assert not torch.allclose(other.log_prob(x), maf.log_prob(x))
-    copy = __import__("copy").deepcopy(maf)  # independent stacks, rows borrowed from them
+    copy = __import__("copy").deepcopy(maf)  # independent stacks, rows read from them
     with torch.no_grad():
-        copy.stacked[0].add_(0.5)
-    assert torch.equal(copy.mades[0].layers[0].stored_weights()[0], maf.stacked[0][0] + 0.5)
+        copy._fast.stacks[0][0].add_(0.5)
+    assert torch.equal(copy.mades[0].layers[0].stored_weights()[0], stacks[0][0] + 0.5)
     # Reference path: the rows of one stack come from one unbind that later passes reuse
     # while the stack is unchanged; two passes without a step accumulate twice the gradient.
     maf.train().block_sparse = False
@@ -339,7 +361,7 @@ def test_flows_borrow_rows_of_stacked_parameters():
     (-maf.log_prob(x).mean()).backward()
     for p, g in zip(maf.parameters(), once, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
-    maf.double()  # new storage: rows are taken again
+    maf.double()  # new storage: rows and views are taken again
     maf.block_sparse = False
     ref = maf.log_prob(x.double())
     maf.block_sparse = True
@@ -383,13 +405,13 @@ def test_evaluation_without_autograd_follows_changes(batch_norm):
         assert not torch.allclose(second[0], third[0])
 
 
-def test_kept_training_buffers_never_overwrite_what_is_still_held():
-    """The fast path keeps its large buffers between steps and reuses one only when nothing
-    else holds it: gradients kept by the caller, accumulated gradients and the saved inputs
-    of a graph not yet run backward must keep their values."""
+def test_pooled_buffers_never_overwrite_what_is_still_held():
+    """The fast path hands its large buffers back to a pool after use and reuses them: the
+    gradients a caller keeps, accumulated gradients and the saved inputs of a graph not yet
+    run backward (or kept for a second backward) must keep their values."""
     torch.manual_seed(0)
     maf = MAF(6, num_flows=3, hidden_features=(12, 12))
-    fresh = MAF(6, num_flows=3, hidden_features=(12, 12))  # the same, without kept buffers
+    fresh = MAF(6, num_flows=3, hidden_features=(12, 12), block_sparse=False)  # reference
     fresh.load_state_dict(maf.state_dict())
     xs = [torch.randn(16, 6) for _ in range(4)]
 
@@ -400,45 +422,44 @@ def test_kept_training_buffers_never_overwrite_what_is_still_held():
         return [p.grad for p in model.parameters()]
 
     def reference(x: torch.Tensor) -> list[torch.Tensor]:
-        fresh._cache = None  # maf_stack then allocates every buffer afresh
         return [g.clone() for g in grads(fresh, x)]
+
+    def close(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
     held = grads(maf, xs[0])  # held by the caller, not cloned
     values = [g.clone() for g in held]
     for x in xs[1:]:
-        torch.testing.assert_close(grads(maf, x), reference(x))
+        close(grads(maf, x), reference(x))
     for g, v in zip(held, values, strict=True):
         assert torch.equal(g, v)
     # Accumulation: the first step's gradients stay the parameters' and take the sums.
     maf.zero_grad(set_to_none=True)
     grads(maf, xs[0], keep=True)
     total = grads(maf, xs[1], keep=True)
-    expected = [a + b for a, b in zip(reference(xs[0]), reference(xs[1]), strict=True)]
-    torch.testing.assert_close(total, expected)
-    # Two graphs alive at once: the second forward must not write over the first's inputs.
+    close(total, [a + b for a, b in zip(reference(xs[0]), reference(xs[1]), strict=True)])
+    # Graphs alive at once (one of them run backward twice): each keeps its own inputs.
     maf.zero_grad(set_to_none=True)
     first = -maf.log_prob(xs[2]).mean()
     second = -maf.log_prob(xs[3]).mean()
-    third = -maf.log_prob(xs[0]).mean()  # two kept buffers in use: a new one
+    first.backward(retain_graph=True)
+    third = -maf.log_prob(xs[0]).mean()
     (first + second + third).backward()
     sums = [
-        a + b + c
+        2 * a + b + c
         for a, b, c in zip(reference(xs[2]), reference(xs[3]), reference(xs[0]), strict=True)
     ]
-    torch.testing.assert_close([p.grad for p in maf.parameters()], sums)
-    # Nothing held between calls: one buffer of each kind serves them all (the views bound
-    # to it and kept with it count as its own, so it is free again).
+    close([p.grad for p in maf.parameters()], sums)
+    # Nothing held between calls: one buffer of each kind serves them all.
     reused = MAF(6, num_flows=3, hidden_features=(12, 12))
     for x in xs:
         grads(reused, x)
-    reused.zero_grad(set_to_none=True)
     reused.eval()
     with torch.no_grad():
         for x in xs:
             reused.log_prob(x)
-    kept = {key[1]: records for key, records in reused._cache.items() if key[0] == "kept"}
-    assert set(kept) == {"inputs", "grads", "weight grads", "eval"}
-    assert all(len(records) == 1 for records in kept.values()), kept
+    kinds = sorted(buffer.key[0] for buffer in reused._fast._pool._free)
+    assert kinds == ["eval", "grads", "inputs"], kinds
 
 
 def test_threads_evaluating_one_model_keep_their_own_buffers():
@@ -472,7 +493,8 @@ def test_threads_evaluating_one_model_keep_their_own_buffers():
 
 def test_caches_follow_fused_optimiser_steps():
     """Fused optimisers write parameters without bumping their version counters, on which
-    the evaluation and sampling caches are keyed; audioar's step hook bumps them."""
+    the evaluation and sampling caches are keyed; audioar.train.optimizer_step bumps them
+    (with a bare ``opt.step()`` this test fails: the caches serve the old weights)."""
     torch.manual_seed(0)
     maf = MAF(6, num_flows=3, hidden_features=(16, 16))
     opt = torch.optim.Adam(maf.parameters(), lr=1e-2, fused=True)
@@ -499,7 +521,7 @@ def test_caches_follow_fused_optimiser_steps():
         loss = -maf.log_prob(x).mean()
         opt.zero_grad()
         loss.backward()
-        opt.step()
+        optimizer_step(opt)
     assert all(p._version > v for p, v in zip(maf.parameters(), versions, strict=True))
     fast, ref, drawn, drawn_ref = fast_and_reference()
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)

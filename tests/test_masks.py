@@ -23,6 +23,8 @@ from audioar.layers import (
     triangular_blocks,
     weight_grad_t,
 )
+from audioar.layers.derived import Derived
+from audioar.layers.masked_linear import stack_blocks
 
 ORDER = st.one_of(st.sampled_from(["natural", "reverse", "random"]), st.just("explicit"))
 
@@ -349,3 +351,63 @@ def test_transposed_mlp_matches_dense(activation, bias, dropout, num_blocks, see
             torch.testing.assert_close(
                 batched[t], weight_grad_t(grads[i][t], inputs[i][t], view), rtol=1e-5, atol=1e-5
             )
+
+
+def test_derived_follows_storage_and_in_place_writes():
+    w = torch.ones(2, 3)
+    made = []
+
+    def total() -> torch.Tensor:
+        made.append(1)
+        return w.sum()
+
+    cache = Derived()
+    assert cache.get([w], total).item() == 6.0
+    assert cache.get([w], total).item() == 6.0 and len(made) == 1  # kept
+    w.mul_(2)  # in place: the version counter moves
+    assert cache.get([w], total).item() == 12.0 and len(made) == 2
+    assert cache.get([w], total, 3).item() == 12.0 and len(made) == 3  # other extra key
+    views = Derived(versions=False)  # a view sees writes: only the storage matters
+    row = views.get([w], lambda: w[0])
+    w.add_(1)
+    assert views.get([w], lambda: w[1]) is row and row.tolist() == [3.0, 3.0, 3.0]
+    w = w.double()  # new storage
+    assert views.get([w], lambda: w[1]) is not row
+    dense = torch.zeros(3)
+    src = torch.arange(3.0)
+    refreshed = Derived()
+    kept = refreshed.get([src], lambda: src.clone(), refresh=lambda d: d.copy_(src))
+    src.add_(1)  # written in place: refreshed in place, the same tensor
+    again = refreshed.get([src], lambda: dense, refresh=lambda d: d.copy_(src))
+    assert again is kept and again.tolist() == [1.0, 2.0, 3.0]
+    assert __import__("copy").deepcopy(refreshed)._found is None  # copies start empty
+
+
+def test_stacked_block_layers_read_their_rows():
+    """stack_blocks: like layers keep their block weights in (layers, rows, cols) stacks; each
+    computes, differentiates, saves and loads as before."""
+    torch.manual_seed(0)
+    mask = torch.rand(6, 5) < 0.6
+    layers = [BlockMaskedLinear(mask, 3) for _ in range(3)]
+    states = [layer.state_dict() for layer in layers]
+    x = torch.randn(4, 5)
+    before = [layer(x).detach() for layer in layers]
+    stacks = stack_blocks(layers)
+    assert [tuple(s.shape) for s in stacks] == [(3, *w.shape) for w in layers[0].block_masks()]
+    assert list(layers[1].parameters()) == [layers[1].bias]
+    for layer, y, state in zip(layers, before, states, strict=True):
+        torch.testing.assert_close(layer(x), y)
+        assert sorted(layer.state_dict()) == sorted(state)
+        torch.testing.assert_close(layer.state_dict()["weight"], state["weight"])
+    sum(layer(x).square().sum() for layer in layers).backward()  # one unbind per stack
+    for j, stack in enumerate(stacks):
+        assert stack.grad is not None
+        assert (stack.grad[:, ~layers[0].block_masks()[j]] == 0).all()
+    fresh = BlockMaskedLinear(mask, 3)
+    layers[2].load_state_dict(fresh.state_dict())  # into row 2 of the stacks
+    torch.testing.assert_close(layers[2](x), fresh(x))
+    torch.testing.assert_close(layers[0](x), before[0])
+    with pytest.raises(RuntimeError, match="weight"):
+        layers[1].load_state_dict({"bias": fresh.bias, "mask": mask})
+    with pytest.raises(ConfigError):
+        stack_blocks(layers)  # stacked already

@@ -13,8 +13,8 @@ from audioar.artifact import checkpoint_path_for
 from audioar.config import RunConfig, apply_overrides
 from audioar.errors import DataError, RunFormatError, TrainingError
 from audioar.experiment import evaluate_run
-from audioar.models import MAF
-from audioar.models.standardize import Standardized
+from audioar.models import MAF, InputSpec, Standardized
+from audioar.models.standardize import feature_statistics
 from audioar.pipeline import fit_run, load_trained
 from audioar.scorer import expand_inputs, score_files, write_scores
 
@@ -39,10 +39,50 @@ def test_standardized_adds_the_log_det_of_the_scaling():
     torch.manual_seed(0)
     x = torch.randn(64, 3) * torch.tensor([5.0, 0.5, 2.0]) + 3
     inner = MAF(3, num_flows=2, hidden_features=(8,), batch_norm=False).eval()
-    wrapped = Standardized(inner, x.mean(0), x.std(0)).eval()
+    spec = InputSpec("vector", (3,))
+    mean, std = feature_statistics(list(x), spec)
+    torch.testing.assert_close(mean, x.mean(0))
+    torch.testing.assert_close(std, x.std(0))
+    wrapped = Standardized(inner, spec, mean, std).eval()
     z = (x - x.mean(0)) / x.std(0)
     expected = inner.log_prob(z) - torch.log(x.std(0)).sum()
     torch.testing.assert_close(wrapped.log_prob(x), expected)
+    assert wrapped.log_prob_steps(x).shape == (64, 1)
+    torch.testing.assert_close(wrapped.log_prob_steps(x)[:, 0], expected)
+
+
+def test_image_layout_masks_padded_columns():
+    torch.manual_seed(0)
+    spec = InputSpec("image", (1, 3, 6))
+    frames = [torch.randn(4, 3), torch.randn(9, 3)]  # (time, bins): padded and trimmed
+    from audioar.layout import arrange
+
+    items, lengths = arrange(frames, spec)
+    assert [tuple(x.shape) for x in items] == [(1, 3, 6), (1, 3, 6)] and lengths == [4, 6]
+    torch.testing.assert_close(items[0][0, :, :4], frames[0].t())
+    mean, std = feature_statistics(items, spec, lengths)
+    assert mean.shape == (1, 3, 1)
+
+    class PerPixel(torch.nn.Module):  # a stand-in image density: standard normal pixels
+        conditional = False
+
+        def log_prob_steps(self, z, context=None):
+            return (-0.5 * z**2).sum(1)  # (batch, height, width)
+
+        def log_prob(self, z, context=None):
+            return self.log_prob_steps(z).flatten(1).sum(1)
+
+    model = Standardized(PerPixel(), spec, mean, std)
+    x = torch.stack(items)
+    full = model.log_prob(x)
+    masked = model.log_prob(x, None, torch.tensor(lengths))
+    z = (x - mean) / std
+    column = (-0.5 * z**2).sum((1, 2)) - torch.log(std).sum()  # (clips, width)
+    torch.testing.assert_close(full, column.sum(1))
+    torch.testing.assert_close(masked, torch.stack([column[0, :4].sum(), column[1].sum()]))
+    steps = model.log_prob_steps(x, None, torch.tensor(lengths))
+    assert steps.shape == (2, 6) and (steps[0, 4:] == 0).all()
+    torch.testing.assert_close(steps.sum(1), masked)
 
 
 def test_fit_writes_a_complete_run(run):
@@ -54,8 +94,11 @@ def test_fit_writes_a_complete_run(run):
         history.columns
     )
     config = json.loads((run / "config.json").read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2
     assert config["extra"]["data"]["classes"] == ["one", "two", "zero"]
+    stored = config["extra"]["model"]
+    assert stored["classes"] == ["zero"] and not stored["conditional"]
+    assert stored["input"] == {"kind": "vector", "shape": [16], "levels": 0}
 
 
 def test_loaded_run_scores_like_the_fitted_model(tones, tmp_path):
@@ -63,6 +106,7 @@ def test_loaded_run_scores_like_the_fitted_model(tones, tmp_path):
     loaded = load_trained(tmp_path / "r")
     x = torch.randn(5, loaded.dims)
     torch.testing.assert_close(loaded.model.log_prob(x), trained.model.log_prob(x))
+    assert loaded.classes == ["zero"] and not loaded.conditional and loaded.score == "raw"
 
 
 def test_evaluate_official_split_separates_tones(run, tmp_path):
@@ -143,14 +187,14 @@ def test_other_format_version_and_corrupted_weights(run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     config = json.loads((copy / "config.json").read_text())
-    config["format_version"] = 2
+    config["format_version"] = 1
     (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(RunFormatError, match="version 2"):
+    with pytest.raises(RunFormatError, match="format version 1; this audioar reads version 2"):
         load_trained(copy)
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
     (broken / "weights.pt").write_bytes(b"garbage")
-    with pytest.raises(RunFormatError):
+    with pytest.raises(RunFormatError, match="weights.pt: (corrupted|not a weights file)"):
         load_trained(broken)
 
 
@@ -173,3 +217,27 @@ def test_resume_finishes_an_interrupted_fit_with_the_same_weights(tones, tmp_pat
         reference.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_score_files_with_traces_skips_bad_clips_and_loses_nothing(run, tones, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    good = sorted(tones.glob("*.wav"))[:4]
+    traces = tmp_path / "traces"
+    tables = list(score_files(load_trained(run), [good[0], bad, *good[1:]], batch_size=2,
+                              trace_dir=traces))  # fmt: skip
+    table = pd.concat(tables, ignore_index=True)
+    assert len(table) == 5 and list(table.columns[-2:]) == ["trace", "error"]
+    assert table.loc[table["path"] == str(bad), "trace"].item() == ""
+    assert table.loc[table["path"] == str(bad), "error"].item()
+    scored = table[table["error"] == ""]
+    assert len(scored) == 4 and scored["log_likelihood"].notna().all()
+    index = pd.read_csv(traces / "index.csv")
+    assert list(index["path"]) == [str(p) for p in good]  # every batch, in order
+    assert sorted(p.name for p in traces.glob("*-*.csv")) == sorted(scored["trace"])
+    for _, row in scored.iterrows():  # a vector model: one step, the clip's log-likelihood
+        trace = pd.read_csv(traces / row["trace"])
+        assert len(trace) == 1 and trace["log_likelihood"][0] == pytest.approx(
+            row["log_likelihood"], rel=1e-6
+        )
+    assert not list(traces.glob(".*tmp"))

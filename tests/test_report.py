@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 
 from audioar.errors import RunFormatError
-from audioar.evaluate import evaluate_scores, scores_frame, summarize_folds, write_evaluation
+from audioar.evaluate import evaluate_scores, summarize_folds
+from audioar.evaluation_files import scores_frame, write_evaluation
 from audioar.report import MAX_EPOCH_ROWS, build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert('x')</script>"
 WORDS = ["zero", "one", "two", EVIL]
+#: The smallest config.json a report accepts.
+MINIMAL = {"format_version": 2, "config": {}, "featurizer": {}, "calibration": {}}
 
 
 def _make_run(run: Path, *, epochs: int = 60, best_epoch: int | None = 42) -> Path:
@@ -24,7 +27,7 @@ def _make_run(run: Path, *, epochs: int = 60, best_epoch: int | None = 42) -> Pa
     if best_epoch is not None:
         fit["best_epoch"] = best_epoch
     cfg = {
-        "format_version": 1,
+        "format_version": 2,
         "audioar_version": "0.1.0",
         "created": "2026-11-23T10:00:00",
         "config": {
@@ -160,7 +163,7 @@ def test_best_epoch_falls_back_to_best_validation(tmp_path):
 def test_partial_run_without_history_and_optional_keys(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"format_version": 1, "config": {}}))
+    (run / "config.json").write_text(json.dumps(MINIMAL))
     html_path, md_path = build_report(run)
     text = html_path.read_text()
     assert "No training history" in text and "Not evaluated yet" in text
@@ -202,12 +205,24 @@ def test_custom_eval_dir(tmp_path):
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (None, "config.json: not found"),
-        ("{not json", "not valid JSON"),
-        ("[1, 2]", "expected a JSON object"),
-        (json.dumps({"format_version": 2}), "format_version 2 is not supported"),
-        (json.dumps({"config": {}}), "format_version None"),
-        (json.dumps({"format_version": 1, "extra": [1]}), "'extra' must be a JSON object"),
+        (None, "not an audioar run directory"),
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "no format_version"),
+        (json.dumps({"format_version": 1}), "format version 1; this audioar reads version 2"),
+        (json.dumps({"config": {}}), "no format_version"),
+        (json.dumps({"format_version": 2, "config": {}}), "invalid 'featurizer'"),
+        (
+            json.dumps(
+                {
+                    "format_version": 2,
+                    "config": {},
+                    "featurizer": {},
+                    "calibration": {},
+                    "extra": [1],
+                }
+            ),
+            "'extra' must be a JSON object",
+        ),
     ],
 )
 def test_bad_config_raises_run_format_error(tmp_path, content, match):
@@ -247,3 +262,136 @@ def test_partial_metrics_and_beaten_target(tmp_path):
     assert "does not rank first" in text
     assert "<strong>2 of 3</strong>: one, two" in text
     assert "3 of 4" in text
+
+
+def test_training_curves_focus_on_the_target_and_its_nearest_classes():
+    from audioar.figures import training_curves_figure
+
+    epochs = np.arange(1, 41)
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_log_likelihood": -120 + 20 * (1 - np.exp(-epochs / 8)),
+            "val_log_likelihood": -125 + 20 * (1 - np.exp(-epochs / 8)),
+            "ll_near": -160 + 0 * epochs,  # close below the target: stays in view
+            "ll_above": -90 + 0 * epochs,  # beats the target: stays in view
+            **{f"ll_far{i}": -15000.0 - 100 * i + 0 * epochs for i in range(8)},
+        }
+    )
+    fig = training_curves_figure(history, best_epoch=30, target="zero")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert -200 < low < -160 and high > -90  # the gap that matters fills the axis
+    assert "classes fall below the axis" in ax.get_title()
+
+
+def test_report_tables_wrap_long_values_and_scroll_in_their_own_box(tmp_path):
+    text = build_report(_make_run(tmp_path / "run"))[0].read_text()
+    assert ".grid td{overflow-wrap:anywhere}" in text  # setup values wrap, no sideways scroll
+    assert ".scroll td:first-child{position:sticky" in text  # wide tables keep the epoch column
+
+
+def _with_intervals(m: dict, ll, labels) -> dict:
+    from audioar.bootstrap import bootstrap_intervals
+
+    m["score"] = "log_likelihood"
+    m["ci"] = bootstrap_intervals(ll, labels, "zero")
+    m["scores"] = {
+        "log_likelihood": {**{k: m[k] for k in ("auc", "pauc", "eer")}, "target_first": True,
+                           "ci": m["ci"]},
+        "nats_per_step": {"auc": 0.5, "pauc": 0.5, "eer": 0.5, "target_first": False,
+                          "ci": {"auc": [0.41, 0.59], "pauc": None, "eer": None}},
+    }  # fmt: skip
+    return m
+
+
+def test_report_shows_confidence_intervals(tmp_path):
+    run = _make_run(tmp_path / "run")
+    ll, labels = _scores(0)
+    m = _with_intervals(evaluate_scores(ll, labels, "zero", threshold=2.5), ll, labels)
+    write_evaluation(run / "eval", m, scores_frame(ll, labels))
+    html_path, md_path = build_report(run)
+    lo, hi = m["ci"]["auc"]
+    for text in (html_path.read_text(), md_path.read_text()):
+        assert f"95% CI [{lo:.3f}, {hi:.3f}]" in text  # the headline card
+        assert f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]" in text  # the scores table
+        assert "1000 resamples" in text and "target and other clips resampled" in text
+        assert "0.500 [0.410, 0.590]" in text  # a score without pAUC/EER intervals
+    assert "Where in the clip" not in html_path.read_text()  # no traces.npz, no note
+
+
+def test_loso_report_shows_the_interval_of_the_mean(tmp_path):
+    from audioar.bootstrap import fold_mean_intervals
+
+    run = _make_run(tmp_path / "run")
+    folds, frames = {}, []
+    for i, speaker in enumerate(["george", "jackson", "theo"]):
+        ll, labels = _scores(i)
+        folds[speaker] = evaluate_scores(ll, labels, "zero")
+        folds[speaker]["ci"] = {"auc": [0.1, 0.9], "pauc": [0.2, 0.8], "eer": [0.3, 0.7],
+                                "method": "clips", "resamples": 1000, "level": 0.95}  # fmt: skip
+        frames.append(scores_frame(ll, labels, folds=[speaker] * len(ll)))
+    summary = summarize_folds(folds)
+    summary["ci"] = fold_mean_intervals(folds)
+    summary["pooled"] = {"auc": 0.75, "pauc": 0.6, "eer": 0.3, "ci": {"auc": [0.7, 0.8],
+                         "method": "speakers"}}  # fmt: skip
+    write_evaluation(run / "eval", summary, pd.concat(frames, ignore_index=True))
+    text = build_report(run)[0].read_text()
+    lo, hi = summary["ci"]["auc"]
+    assert "95% CI of the mean (speakers)" in text and f"[{lo:.3f}, {hi:.3f}]" in text
+    assert text.count("[0.100, 0.900]") == 3  # every fold's own interval
+    assert "pooled: AUC 0.750 [0.700, 0.800] (speakers resampled)" in text
+    assert "3 held-out speakers drawn with replacement" in text
+
+
+def _fake_examples(n: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        steps = 20 + 5 * i
+        out.append(
+            {
+                "path": f"/data/{EVIL}/clip_{i}.wav", "label": WORDS[i % 4], "speaker": "spk",
+                "fold": "", "kind": "typical" if i >= n - 2 else "anomalous",
+                "anomaly_score": 10.0 - i, "log_likelihood": -float(steps),
+                "trace": -rng.gamma(2.0, 1.0, steps), "spectrogram": rng.normal(size=(steps, 16)),
+                "step_seconds": 0.016, "frame_seconds": 0.016,
+            }
+        )  # fmt: skip
+    return out
+
+
+def test_report_draws_the_traces_of_traces_npz(tmp_path):
+    from audioar.trace import trace_arrays
+
+    run = _make_run(tmp_path / "run")
+    ll, labels = _scores(0)
+    m = evaluate_scores(ll, labels, "zero")
+    m["score"] = "log_likelihood"
+    arrays = trace_arrays(_fake_examples(5), score="log_likelihood")
+    write_evaluation(run / "eval", m, scores_frame(ll, labels), traces=arrays)
+    (run / "trace_9.png").write_bytes(b"an older report's figure")
+    html_path, md_path = build_report(run)
+    text = html_path.read_text()
+    _assert_self_contained(text)
+    assert "Where in the clip: per-step surprise" in text
+    assert "The 3 test clips with the highest anomaly score" in text
+    images = _images(text)
+    assert len(images) == 4 + 5 and all(img[:8] == PNG_MAGIC for img in images)
+    assert text.count('<div class="gallery">') == 1
+    assert "1. most anomalous: " in text and "5. typical target: " in text
+    assert EVIL not in text  # clip paths are escaped
+    md = md_path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\((trace_\d+\.png)\)", md)
+    assert links == [f"trace_{i}.png" for i in range(1, 6)]
+    assert all((run / link).is_file() for link in links)
+    assert not (run / "trace_9.png").exists()
+    assert "<script" not in md
+
+
+def test_unreadable_traces_give_a_note(tmp_path):
+    run = _make_run(tmp_path / "run")
+    _evaluate(run)
+    (run / "eval" / "traces.npz").write_bytes(b"garbage")
+    text = build_report(run)[0].read_text()
+    assert "The traces could not be read" in text

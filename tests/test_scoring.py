@@ -1,4 +1,4 @@
-"""Scoring: batched log-likelihoods, aggregation with masks, calibration and p-values."""
+"""Scoring: batched log-likelihoods, the per-clip scores, aggregation, calibration, p-values."""
 
 import json
 import math
@@ -10,15 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+from audioar.batches import log_likelihoods
+from audioar.calibration import Calibration, calibrate
 from audioar.errors import ConfigError, DataError, TrainingError
-from audioar.scoring import (
-    Calibration,
-    aggregate,
-    anomaly_scores,
-    calibrate,
-    log_likelihoods,
-    mask_from_lengths,
-)
+from audioar.scoring import ClipScores
+from audioar.trace import aggregate
 
 
 class NormedGaussian(nn.Module):
@@ -50,7 +46,6 @@ def test_log_likelihoods_eval_mode_batching_and_order():
     expected = (-0.5 * x**2 - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
     torch.testing.assert_close(all_at_once, expected, rtol=1e-4, atol=1e-4)
     assert not any(b.grad_fn for b in [all_at_once])
-    torch.testing.assert_close(anomaly_scores(all_at_once), -all_at_once)
 
 
 def test_log_likelihoods_checks_the_model_output_shape():
@@ -88,7 +83,7 @@ def test_aggregate_matches_the_per_row_reference(seed, batch, time, k, q):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, time, generator=g, dtype=torch.float64) * 10
     lengths = torch.randint(1, time + 1, (batch,), generator=g)
-    mask = mask_from_lengths(lengths, time)
+    mask = torch.arange(time)[None, :] < lengths[:, None]
     padded = torch.where(mask, x, torch.tensor(1e9, dtype=x.dtype))  # padding must not count
     for how in ("sum", "mean", "max", "topk", "quantile"):
         got = aggregate(padded, mask, how, k=k, q=q)
@@ -186,3 +181,22 @@ def test_calibration_needs_enough_finite_scores(caplog):
         calibrate([1.0, 2.0, 3.0, 4.0, 5.0], method="kde")
     cal = calibrate(torch.arange(10.0), target_fpr=0.05)  # too few for 5 %: the maximum
     assert cal.threshold == 9.0 and "cannot give" in caplog.text
+
+
+def test_clip_scores_columns_depend_on_the_model_kind():
+    per_class = np.array([[-10.0, -12.0, -11.0], [-30.0, -20.0, -25.0]])
+    steps = np.array([5.0, 10.0])
+    cond = ClipScores(per_class, steps, ["a", "b", "c"], "a", 4, True, True)
+    assert cond.available == ("raw", "per_step", "posterior")
+    np.testing.assert_allclose(cond.log_likelihood, [-10.0, -30.0])
+    np.testing.assert_allclose(cond.nats_per_step, [-2.0, -3.0])
+    np.testing.assert_allclose(cond.nats_per_dim, [-0.5, -0.75])
+    expected = per_class[:, 0] - np.log(np.exp(per_class).sum(1))
+    np.testing.assert_allclose(cond.log_posterior, expected)
+    assert {"ll_a", "ll_b", "ll_c", "log_posterior", "nats_per_step"} <= set(cond.columns())
+    one = ClipScores(per_class[:, :1], np.ones(2), ["a"], "a", 128, False, False)
+    assert one.available == ("raw",)
+    assert set(one.columns()) == {"log_likelihood", "nats_per_dim"}
+    np.testing.assert_allclose(one.score("log_likelihood"), [-10.0, -30.0])
+    with pytest.raises(ConfigError, match="not available"):
+        one.score("posterior")

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from audioar import synth
 from audioar.errors import ConfigError, DataError
+from audioar.synth import dataset, render, voices
 
 SMALL = {"speakers": 3, "takes": 1, "words": ("zero", "one", "yes")}
 
@@ -50,6 +51,17 @@ def default_root() -> Path:
     root = synth.default_dataset(engine="formant")
     print(f"\ndefault formant data set generated in {time.perf_counter() - start:.1f} s")
     return root
+
+
+# --------------------------------------------------------------------------- package
+def test_package_reexports_its_modules_public_names():
+    from audioar.synth import dsp, engines, phones
+
+    modules = (dataset, dsp, engines, phones, render, voices)
+    owners = {name: m for m in modules for name in m.__all__}
+    assert set(synth.__all__) == set(owners)
+    for name, module in owners.items():
+        assert getattr(synth, name) is getattr(module, name), name
 
 
 # --------------------------------------------------------------------------- filters
@@ -121,7 +133,7 @@ def test_words_differ_and_speakers_vary():
 
 def test_espeak_warp_spreads_vocal_tract_length():
     people = [synth.make_speaker(0, i) for i in range(synth.DEFAULT_SPEAKERS)]
-    warps = np.array([synth._espeak_warp(p) for p in people])
+    warps = np.array([voices._espeak_warp(p) for p in people])
     assert ((warps > 0.92) & (warps < 1.08)).all() and np.ptp(warps) > 0.08
     # Speakers sharing an eSpeak voice variant still differ.
     by_voice: dict[str, list[float]] = {}
@@ -225,14 +237,14 @@ def test_clip_format_formant_8k_and_16k(tmp_path):
 
 def test_room_response():
     speaker = synth.make_speaker(0, 5)
-    assert synth._ROOM_RT60[0] <= speaker.room_rt60 <= synth._ROOM_RT60[1]
-    h = synth._room_response(speaker, np.random.default_rng(0))
+    assert voices._ROOM_RT60[0] <= speaker.room_rt60 <= voices._ROOM_RT60[1]
+    h = render._room_response(speaker, np.random.default_rng(0))
     assert h.size == int(speaker.room_rt60 * synth.SYNTH_RATE) and h[0] == 1.0
     tail_db = 10 * np.log10(np.sum(h[1:] ** 2))
     assert tail_db == pytest.approx(-speaker.room_drr_db, abs=1e-6)
     tenth = h.size // 10
     assert np.sum(h[-tenth:] ** 2) < 1e-3 * np.sum(h[1 : tenth + 1] ** 2)  # decays ~60 dB
-    assert not np.allclose(h, synth._room_response(speaker, np.random.default_rng(1)))
+    assert not np.allclose(h, render._room_response(speaker, np.random.default_rng(1)))
 
 
 def test_espeak_engine(tmp_path):
@@ -253,11 +265,11 @@ def test_espeak_engine(tmp_path):
     # Every accent a speaker can draw is a voice eSpeak NG knows (else the worker fails).
     from audioar.speech import Utterance, speak
 
-    accents = list(synth._ESPEAK_ACCENTS)
+    accents = list(voices._ESPEAK_ACCENTS)
     said = speak([Utterance("zero", voice=f"{accent}+m3", seed=1) for accent in accents])
     assert len(said) == len(accents) and all(clip.size > 1000 for clip in said)
-    voices = {synth.make_speaker(0, i).espeak_voice for i in range(synth.DEFAULT_SPEAKERS)}
-    assert len({v.split("+")[0] for v in voices}) >= 5  # several accents in the default set
+    drawn = {synth.make_speaker(0, i).espeak_voice for i in range(synth.DEFAULT_SPEAKERS)}
+    assert len({v.split("+")[0] for v in drawn}) >= 5  # several accents in the default set
 
 
 def test_auto_engine_falls_back_to_formant(monkeypatch):
@@ -321,13 +333,14 @@ def test_default_dataset_is_learnable_not_trivial(default_root):
 
 def test_default_dataset_atomic_and_concurrent(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIOAR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(synth, "DEFAULT_SPEAKERS", 3)
-    monkeypatch.setattr(synth, "DEFAULT_TAKES", 1)
-    monkeypatch.setattr(synth, "DEFAULT_WORDS", ("zero", "one"))
+    # default_dataset reads its defaults from, and calls _render_clip through, synth.dataset.
+    monkeypatch.setattr(dataset, "DEFAULT_SPEAKERS", 3)
+    monkeypatch.setattr(dataset, "DEFAULT_TAKES", 1)
+    monkeypatch.setattr(dataset, "DEFAULT_WORDS", ("zero", "one"))
     target = tmp_path / "cache" / "synth-v2-formant-seed0"
 
     # A failure half way leaves nothing behind.
-    real_render, calls = synth._render_clip, []
+    real_render, calls = render._render_clip, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -335,11 +348,11 @@ def test_default_dataset_atomic_and_concurrent(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "_render_clip", failing)
+    monkeypatch.setattr(dataset, "_render_clip", failing)
     with pytest.raises(RuntimeError):
         synth.default_dataset(engine="formant")
     assert not target.exists() and not list((tmp_path / "cache").iterdir())
-    monkeypatch.setattr(synth, "_render_clip", real_render)
+    monkeypatch.setattr(dataset, "_render_clip", real_render)
 
     # A stale folder without the completion marker is replaced, never returned.
     target.mkdir()

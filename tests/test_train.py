@@ -7,9 +7,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from audioar.batches import log_likelihoods
 from audioar.config import TrainConfig
 from audioar.errors import ConfigError, DataError, TrainingError
-from audioar.scoring import log_likelihoods
 from audioar.train import EpochStats, FitResult, fit
 
 LOG_2PI = math.log(2 * math.pi)
@@ -309,3 +309,21 @@ def test_fits_a_real_maf_with_batch_norm_and_resumes(tmp_path):
     same_history(got.history, expected.history)
     same_weights(model, full)
     assert expected.history[-1]["val_log_likelihood"] > expected.history[0]["val_log_likelihood"]
+
+
+def test_epoch_batches_are_those_of_a_shuffling_dataloader():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from audioar.train import _epoch_batches
+
+    for n, size, drop in ((229, 100, False), (201, 100, True), (7, 3, False)):
+        loader = DataLoader(
+            TensorDataset(torch.arange(n)),
+            batch_size=size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(11),
+            drop_last=drop,
+        )
+        expected = [b[0].tolist() for b in loader]
+        got = _epoch_batches(n, size, torch.Generator().manual_seed(11), drop, None)
+        assert got == expected

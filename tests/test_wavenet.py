@@ -1,6 +1,7 @@
 """WaveNet: causality, receptive field, full == incremental paths, likelihoods, conditioning."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ def _model(output="categorical", **kw):
 
 def _inputs(model, batch=2, time=30):
     if model.output == "categorical":
-        return torch.randint(0, model.config.quantization, (batch, time))
+        return torch.randint(0, model.quantization, (batch, time))
     return torch.randn(batch, time, model.in_features)
 
 
@@ -270,18 +271,13 @@ def test_safe_log_scale_bounds_the_density():
 
 # --------------------------------------------------------------------------- config and errors
 def test_config_round_trip_and_validation():
-    cfg = WaveNetConfig(
-        classes=4,
-        residual_channels=8,
-        skip_channels=8,
-        max_dilation=2,
-        output="gaussian",
-        in_features=5,
-    )
-    wn = WaveNet.from_config(cfg)
-    assert wn.config == cfg
-    again = WaveNet.from_config(wn.config)
+    cfg = WaveNetConfig(residual_channels=8, skip_channels=8, max_dilation=2, output="gaussian")
+    wn = WaveNet.from_config(cfg, classes=4, in_features=5)
+    assert wn.config == cfg and wn.classes == 4 and wn.conditional
+    again = WaveNet.from_config(wn.config, classes=4, in_features=5)
     again.load_state_dict(wn.state_dict())  # same architecture, same parameter shapes
+    unconditional = WaveNet.from_config(replace(cfg, conditional=False), classes=4, in_features=5)
+    assert unconditional.classes == 0 and not unconditional.conditional
     for bad in [
         dict(max_dilation=6),
         dict(output="laplace"),

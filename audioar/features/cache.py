@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from audioar.atomic import atomic_open, atomic_write
+
 __all__ = ["CACHE_FORMAT", "FeatureCache", "config_digest", "file_key"]
 
 logger = logging.getLogger(__name__)
@@ -82,17 +84,6 @@ def file_key(path: str | os.PathLike[str]) -> tuple[str, str] | None:
         return None
     ident = f"{resolved}\0{st.st_size}\0{st.st_mtime_ns}".encode()
     return hashlib.sha1(ident, usedforsecurity=False).hexdigest(), resolved
-
-
-def _atomic_write_bytes(target: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``target``, then rename it over."""
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _storage_array(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -238,7 +229,7 @@ class FeatureCache:
         config_file = self.directory / "config.json"
         if not config_file.exists():
             text = json.dumps(self.config, indent=2, sort_keys=True).encode()
-            _atomic_write_bytes(config_file, lambda f: f.write(text))
+            atomic_write(config_file, text)
         sizes = np.array([a.size for a in arrays], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         ndim = arrays[0].ndim if arrays else 0
@@ -252,6 +243,7 @@ class FeatureCache:
         }
         name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}.npz"
         target = self.directory / name
-        _atomic_write_bytes(target, lambda f: np.savez(f, **content))
+        with atomic_open(target) as handle:
+            np.savez(handle, **content)
         logger.debug("wrote %d clips to %s", len(keys), target)
         return target

@@ -32,8 +32,14 @@ class SegmentsConfig:
     segments: int = 4  # equal-duration parts of the clip, each summarised by one spectrum
     normalize: bool = True  # divide by the clip's mean power (level/loudness invariance)
     seconds: float | None = None  # trim clips longer than this; None keeps the whole clip
+    # per-clip normalisation of each mel band over the segments (log domain): none | mean
+    # (subtract the band's mean over the clip's segments: a channel's or room's colouring,
+    # a fixed gain per band, drops out, and so does the clip's average spectrum)
+    cmvn: str = "none"
 
     def __post_init__(self) -> None:
+        if self.cmvn not in ("none", "mean"):
+            raise ConfigError(f"segments cmvn must be 'none' or 'mean', got {self.cmvn!r}")
         check_int("sample_rate", self.sample_rate)
         check_int("n_fft", self.n_fft, minimum=2)
         check_int("hop_length", self.hop_length)
@@ -95,6 +101,8 @@ class SegmentSpectrum(Featurizer):
         segments: Equal-duration parts per clip. Default 4.
         normalize: Level-normalise each clip. Default True.
         seconds: Trim clips longer than this (no padding is ever averaged). Default None.
+        cmvn: ``"mean"`` subtracts each mel band's mean over the segments (log domain), so a
+            fixed per-band gain (microphone, room) cancels; default ``"none"``.
 
     Shapes:
         waveform ``(time,)`` or ``(batch, time)``, lengths ``(batch,)`` ->
@@ -119,6 +127,7 @@ class SegmentSpectrum(Featurizer):
         segments: int = 4,
         normalize: bool = True,
         seconds: float | None = None,
+        cmvn: str = "none",
     ) -> None:
         config = SegmentsConfig(
             sample_rate=sample_rate,
@@ -128,6 +137,7 @@ class SegmentSpectrum(Featurizer):
             segments=segments,
             normalize=normalize,
             seconds=seconds,
+            cmvn=cmvn,
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -168,7 +178,10 @@ class SegmentSpectrum(Featurizer):
         if c.normalize:
             level = (out.sum(dim=-1) * (1.0 / c.segments)).sum(dim=-1)  # mean total power
             out = out / level.clamp_min(1e-12)[:, None, None]
-        out = torch.log(out + SEGMENT_LOG_FLOOR).flatten(1)
+        out = torch.log(out + SEGMENT_LOG_FLOOR)
+        if c.cmvn == "mean":
+            out = out - out.mean(dim=1, keepdim=True)
+        out = out.flatten(1)
         return out[0] if unbatched else out
 
     def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:

@@ -10,7 +10,6 @@ from audioar.layers.block_linear import (
     triangular_blocks,
     weight_grad_t,
 )
-from audioar.layers.borrowed import BorrowsParameters, stack_and_lend
 from audioar.layers.causal_conv import CausalConv1d, ConvQueue
 from audioar.layers.gated import GatedResidualBlock, gated_activation
 from audioar.layers.masked_linear import BlockMaskedLinear, MaskedLinear
@@ -21,7 +20,6 @@ from audioar.layers.masks import (
     made_degrees,
     made_masks,
 )
-from audioar.layers.versions import bump_versions_after_fused_step
 
 __all__: list[str] = []
 __all__ += [
@@ -41,5 +39,4 @@ __all__ += [
     "made_degrees",
     "made_masks",
 ]
-__all__ += ["BorrowsParameters", "stack_and_lend", "bump_versions_after_fused_step"]
 __all__ += ["CausalConv1d", "ConvQueue", "GatedResidualBlock", "gated_activation"]

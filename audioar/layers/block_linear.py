@@ -96,9 +96,8 @@ def constant(value: float, like: Tensor) -> Tensor:
     """``value`` as a cached 0-dim tensor with ``like``'s dtype and device (never modify it).
 
     An operation given a Python number first wraps it in a new tensor and converts that,
-    some 3 µs on CPU, about what the arithmetic on a ``(257, 100)`` tensor costs; the fast
-    paths pass these constants instead (``x.mul_(2.0)`` 6.9 µs, ``x.mul_(constant(2.0, x))``
-    3.4 µs, measured).
+    which on a CPU costs about as much as the arithmetic on a ``(257, 100)`` tensor; the
+    fast paths pass these constants instead.
     """
     key = (value, like.dtype, like.device)
     found = _CONSTANTS.get(key)
@@ -207,7 +206,7 @@ def block_views(
 # The block products. They are written for the transposed, ``(features, batch)``, layout:
 # there a block's input is a run of whole rows and its output a run of whole rows, so every
 # operand is contiguous or a plain transpose of a contiguous tensor, which the GEMM kernels
-# take some 5-10 % faster than column slices. :mod:`audioar.models.maf_stack` keeps a whole
+# take faster than column slices. :mod:`audioar.models.maf_stack` keeps a whole
 # MAF in this layout; the ``(batch, features)`` paths below pass transposed views.
 
 
@@ -217,10 +216,7 @@ class BoundProduct:
 
     Every block's operands (its weight, the input rows it sees, its output rows) are views
     made once, for callers that run the same product on the same (kept) buffers call after
-    call. Views made afresh cost more than their making: on 2 CPU threads, a 512 x 512
-    layer of four blocks and a batch of 100 took 182 µs on kept views against 198 µs on
-    views made just before the products and 211 µs on views made between them (the
-    slicing itself about 8 µs).
+    call: slicing them anew each time costs small operations by the dozen per layer.
     """
 
     out: Tensor  # (out_features, batch)
@@ -424,7 +420,7 @@ def block_masked_mlp(
         activation: One of :data:`FUSED_ACTIVATIONS`, default ``"relu"``.
         dropout: Dropout probability on hidden units, default ``0.0``.
         views: :func:`block_views` of these tensors, when the caller keeps them from call
-            to call (they cost some 20 small operations per layer to make); default
+            to call (they cost a few dozen small operations per layer to make); default
             ``None`` makes them.
 
     Returns:
@@ -542,8 +538,8 @@ def weight_grad_t(grad: Tensor, h: Tensor, layer: BlockViews, out: Tensor | None
 
     Returns:
         ``(out, in)`` (or ``(flows, out, in)``), zero where masked. A stack runs one batched
-        product per block: on a CPU those keep every core on its own product and run some
-        10-30 % faster than a product per layer.
+        product per block: on a CPU those keep every core on its own product, faster than a
+        product per layer.
     """
     cols = layer.in_features
     grad_w = out if out is not None else grad.new_empty(*grad.shape[:-2], layer.out_features, cols)
@@ -573,8 +569,8 @@ def block_weight_grads_t(
 
     Returns:
         Per block, ``(rows, col_end)`` (or ``(flows, rows, col_end)``), zero where masked;
-        contiguous, which the batched products fill some 10 % faster than the strided rows
-        of a dense gradient.
+        contiguous, which the batched products fill faster than the strided rows of a dense
+        gradient.
     """
     product = torch.bmm if grad.dim() == 3 else torch.mm
     grads = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from audioar.errors import ConfigError
 from audioar.layers.block_linear import triangular_blocks
-from audioar.layers.borrowed import BorrowsParameters
+from audioar.layers.derived import Derived
 
-__all__ = ["MaskedLinear", "BlockMaskedLinear"]
+__all__ = ["MaskedLinear", "BlockMaskedLinear", "StackedRows", "stack_blocks"]
 
 
 def _check_mask(mask: Tensor) -> None:
@@ -64,8 +64,8 @@ class MaskedLinear(_MaskedProduct, nn.Linear):
         out_features, in_features = mask.shape
         super().__init__(in_features, out_features, bias=bias)
         self.register_buffer("mask", mask.clone())
-        self._cache: tuple[tuple, Tensor] | None = None
-        self._float_cache: tuple[tuple, Tensor] | None = None
+        self._float_mask: Derived[Tensor] = Derived()
+        self._masked: Derived[Tensor] = Derived()
         self.apply_mask_()
         self.register_load_state_dict_post_hook(_mask_after_load)
 
@@ -77,25 +77,20 @@ class MaskedLinear(_MaskedProduct, nn.Linear):
 
     def float_mask(self) -> Tensor:
         """The mask as 0/1 in the weight's dtype (cached), for multiplying without casts."""
-        w, m = self.weight, self.mask
-        key = (w.dtype, w.device, m._version, m.data_ptr())
-        if self._float_cache is None or self._float_cache[0] != key:
-            self._float_cache = (key, m.to(w.dtype))
-        return self._float_cache[1]
+        m, dtype = self.mask, self.weight.dtype
+        return self._float_mask.get([m], lambda: m.to(dtype), dtype)
 
     def masked_weight(self) -> Tensor:
         """The effective weight ``weight * mask``, shape ``(out_features, in_features)``.
 
-        Without autograd (evaluation, sampling) the product is cached until the weight or
-        the mask changes (tracked through their in-place version counters).
+        Without autograd (evaluation, sampling) the product is cached, and made again in
+        place after the weight changes in place (views taken of it stay valid).
         """
         if torch.is_grad_enabled() and self.weight.requires_grad:
             return self.weight * self.float_mask()
         w, m = self.weight, self.float_mask()
-        key = (w._version, w.data_ptr(), w.dtype, m._version, m.data_ptr())
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, (w * m).detach())
-        return self._cache[1]
+        make = lambda: (w * m).detach()  # noqa: E731
+        return self._masked.get([w, m], make, refresh=lambda dense: torch.mul(w, m, out=dense))
 
 
 def _mask_after_load(module: MaskedLinear | BlockMaskedLinear, incompatible_keys: object) -> None:
@@ -103,7 +98,7 @@ def _mask_after_load(module: MaskedLinear | BlockMaskedLinear, incompatible_keys
     module.apply_mask_()
 
 
-class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
+class BlockMaskedLinear(_MaskedProduct, nn.Module):
     """A masked linear layer that stores only the weights its mask can reach, block by block.
 
     The rows are split into ``num_blocks`` blocks (:func:`triangular_blocks`); block ``j``
@@ -114,14 +109,13 @@ class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
     Inside a block, entries the mask cuts are kept zero (the invariant of
     :class:`MaskedLinear`: masked at construction and on loading, gradients masked).
 
-    Its block weights and bias may be borrowed from stacks shared by like layers
-    (:meth:`~audioar.layers.borrowed.BorrowsParameters.borrow`, names ``weight_blocks.j``
-    and ``bias``; a MAF does this for its flows): :meth:`stored_weights` and ``bias`` then
-    read the layer's rows and :attr:`weight_blocks` is empty.
+    Like layers (equal blocks) can keep their block weights stacked, one ``(layers, rows,
+    col_end)`` parameter per block (:func:`stack_blocks`; a MAF does this for its flows):
+    :meth:`stored_weights` then reads the layer's rows and :attr:`weight_blocks` is empty.
 
     It computes what :class:`MaskedLinear` computes, from the same initial values (the same
     random draws), and its state dict holds the dense weight under ``weight``, so either
-    layer loads the other's state.
+    layer loads the other's state (stacked or not).
 
     Args:
         mask: ``(out_features, in_features)`` boolean connectivity.
@@ -150,42 +144,20 @@ class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
             nn.Parameter(dense.weight.detach()[r0:r1, :c1].clone()) for r0, r1, _, c1 in self.blocks
         )
         self.bias = dense.bias
-        self._float_cache: tuple[tuple, Tensor] | None = None
-        self._dense_cache: tuple[tuple, tuple, Tensor] | None = None
+        self._rows: tuple[StackedRows, int] | None = None  # stacked blocks: (stacks, row)
+        self._float_mask: Derived[Tensor] = Derived()
+        self._masked: Derived[Tensor] = Derived()
         self.register_state_dict_post_hook(_dense_weight_in_state)
         self.register_load_state_dict_pre_hook(_blocks_from_dense_weight)
         self.register_load_state_dict_post_hook(_mask_after_load)
 
     def stored_weights(self) -> tuple[Tensor, ...]:
-        """The blocks' weight parameters, ``(rows, col_end)`` each, in row order.
-
-        The same as iterating :attr:`weight_blocks`, without its per-item attribute lookups
-        (a fast path asks for them on every call). Views of the stacks when borrowed.
-        """
-        if self._borrowed is not None and "weight_blocks.0" in self._borrowed:
-            return tuple(self.borrowed(f"weight_blocks.{j}") for j in range(len(self.blocks)))
-        return tuple(self.weight_blocks._parameters.values())
-
-    def borrow(  # noqa: D102
-        self, stacks: Mapping[str, Tensor], index: int, rows: Mapping | None = None
-    ) -> None:
-        super().borrow(stacks, index, rows)
-        if any(name.startswith("weight_blocks.") for name in stacks):
-            self.weight_blocks = nn.ParameterList()
-
-    def storage_key(  # noqa: D102
-        self, own: Sequence[Tensor] = (), versions: bool = False
-    ) -> tuple:
-        own = [*own, *self.weight_blocks._parameters.values()]  # none when borrowed
-        own += [self._parameters["bias"]] if self._parameters.get("bias") is not None else []
-        return super().storage_key(own, versions)
-
-    def weight_source(self) -> Tensor:
-        """The tensor the first weight block lives in (its parameter, or the stack it
-        borrows a row of): its dtype and device, read without making a view."""
-        if self._borrowed is not None and "weight_blocks.0" in self._borrowed:
-            return self._borrowed["weight_blocks.0"][0]
-        return next(iter(self.weight_blocks._parameters.values()))
+        """The blocks' weights, ``(rows, col_end)`` each, in row order: the parameters of
+        :attr:`weight_blocks`, or this layer's rows of the stacks (:func:`stack_blocks`)."""
+        if self._rows is not None:
+            stacks, index = self._rows
+            return stacks.row(index)
+        return tuple(self.weight_blocks)
 
     def block_masks(self) -> list[Tensor]:
         """The mask of each stored block, ``(rows, col_end)`` boolean views."""
@@ -200,53 +172,102 @@ class BlockMaskedLinear(_MaskedProduct, BorrowsParameters, nn.Module):
 
     def float_mask(self) -> Tensor:
         """The mask as 0/1 in the weights' dtype (cached)."""
-        w, m = self.stored_weights()[0], self.mask
-        key = (w.dtype, w.device, m._version, m.data_ptr())
-        if self._float_cache is None or self._float_cache[0] != key:
-            self._float_cache = (key, m.to(w.dtype))
-        return self._float_cache[1]
+        m, dtype = self.mask, self.stored_weights()[0].dtype
+        return self._float_mask.get([m], lambda: m.to(dtype), dtype)
 
     def masked_weight(self) -> Tensor:
         """The effective dense weight ``(out_features, in_features)``, zero where masked.
 
-        Assembled from the blocks (differentiably when autograd records). Without autograd
-        it is cached, and refreshed in place when a block changes (in-place version
-        counters), so views of it taken earlier (incremental sampling keeps some) stay valid.
+        Assembled from the blocks (differentiably when autograd records); without autograd
+        cached, and made again in place after a block changes in place (views taken of it,
+        as incremental sampling keeps some, stay valid).
         """
         weights = self.stored_weights()
         if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
-            return self._assemble() * self.float_mask()
-        storage = tuple(w.data_ptr() for w in weights)
-        versions = tuple(w._version for w in weights)
-        cache = self._dense_cache
-        if cache is None or cache[0] != storage:
-            with torch.no_grad():
-                dense = self._assemble()
-        elif cache[1] != versions:
-            dense = cache[2]
-            with torch.no_grad():
-                for (r0, r1, _, c1), w in zip(self.blocks, weights, strict=True):
-                    dense[r0:r1, :c1].copy_(w)
-        else:
-            return cache[2]
-        self._dense_cache = (storage, versions, dense)
-        return dense
+            return self._assemble(weights) * self.float_mask()
 
-    def _assemble(self) -> Tensor:
-        rows = [F.pad(w, (0, self.in_features - w.shape[1])) for w in self.stored_weights()]
-        return torch.cat(rows)
+        def refresh(dense: Tensor) -> None:
+            for (r0, r1, _, c1), w in zip(self.blocks, weights, strict=True):
+                dense[r0:r1, :c1].copy_(w)
 
-    def _apply(self, fn: Callable, recurse: bool = True) -> BlockMaskedLinear:  # noqa: D102
-        self._float_cache = self._dense_cache = None
-        return super()._apply(fn, recurse)
+        make = lambda: self._assemble(weights).detach()  # noqa: E731
+        return self._masked.get(weights, make, refresh=refresh)
+
+    def _assemble(self, weights: Sequence[Tensor]) -> Tensor:
+        return torch.cat([F.pad(w, (0, self.in_features - w.shape[1])) for w in weights])
 
     def extra_repr(self) -> str:  # noqa: D102
         stored = sum(w.numel() for w in self.stored_weights())
+        stacked = f", stacked (row {self._rows[1]})" if self._rows is not None else ""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"blocks={len(self.blocks)}, stored weights={stored} of "
-            f"{self.in_features * self.out_features}"
+            f"{self.in_features * self.out_features}{stacked}"
         )
+
+
+class StackedRows:
+    """Row ``index`` of each stacked block weight, for the layers that share the stacks.
+
+    With autograd recording, every row comes from one ``unbind`` of its stack, shared by
+    all the layers and made again after the stack changes (an ``unbind``'s views may not be
+    used once their base was written in place): each layer taking its own ``stack[index]``
+    would have autograd turn each row's gradient into a stack-sized tensor and add them up.
+    Without autograd a row is a plain view (writes to it reach the stack).
+
+    Args:
+        stacks: ``(layers, rows, col_end)`` parameters, one per block.
+    """
+
+    def __init__(self, stacks: nn.ParameterList) -> None:
+        self.stacks = stacks
+        self._unbound: Derived[list[tuple[Tensor, ...]]] = Derived()
+
+    def row(self, index: int) -> tuple[Tensor, ...]:
+        """Each stack's row ``index``."""
+        stacks = tuple(self.stacks)
+        if torch.is_grad_enabled() and any(s.requires_grad for s in stacks):
+            needs = tuple(s.requires_grad for s in stacks)
+            unbound = self._unbound.get(stacks, lambda: [s.unbind(0) for s in stacks], needs)
+            return tuple(rows[index] for rows in unbound)
+        return tuple(s[index] for s in stacks)
+
+
+def stack_blocks(
+    layers: Sequence[BlockMaskedLinear], into: nn.ParameterList | None = None
+) -> nn.ParameterList:
+    """Stack the block weights of like layers (equal blocks), one parameter per block.
+
+    From then on layer ``t`` reads row ``t`` of every stack (:meth:`~BlockMaskedLinear.
+    stored_weights`) and owns no weight parameter: an optimiser steps one tensor per block
+    for all layers instead of one per layer and block. The layers' state dicts are as
+    before (the dense ``weight``), and load into their rows.
+
+    Args:
+        layers: Layers with the same :attr:`~BlockMaskedLinear.blocks`, none stacked yet.
+        into: An empty parameter list to put the stacks in (e.g. one that state dicts
+            leave out); default a new ``nn.ParameterList``.
+
+    Returns:
+        The stacks, ``(len(layers), rows, col_end)`` each; keep them in the owner's modules
+        (they are the layers' weights now).
+
+    Raises:
+        ConfigError: Layers with different blocks, or already stacked.
+    """
+    first = layers[0]
+    if any(layer.blocks != first.blocks or layer._rows is not None for layer in layers):
+        raise ConfigError("stack_blocks needs unstacked layers with the same blocks")
+    stacks = into if into is not None else nn.ParameterList()
+    stacks.extend(
+        nn.Parameter(torch.stack([layer.weight_blocks[j].detach() for layer in layers]))
+        for j in range(len(first.blocks))
+    )
+    rows = StackedRows(stacks)
+    for index, layer in enumerate(layers):
+        layer.weight_blocks = nn.ParameterList()
+        layer._rows = (rows, index)
+    return stacks
 
 
 def _dense_weight_in_state(
@@ -256,7 +277,7 @@ def _dense_weight_in_state(
     for j in range(len(module.blocks)):
         state.pop(f"{prefix}weight_blocks.{j}", None)
     with torch.no_grad():
-        state[f"{prefix}weight"] = module._assemble().detach()
+        state[f"{prefix}weight"] = module._assemble(module.stored_weights()).detach()
 
 
 def _blocks_from_dense_weight(
@@ -269,7 +290,8 @@ def _blocks_from_dense_weight(
     unexpected_keys: list[str],
     error_msgs: list[str],
 ) -> None:
-    """``load_state_dict`` pre-hook: split a dense ``weight`` into the stored blocks."""
+    """``load_state_dict`` pre-hook: split a dense ``weight`` into the stored blocks (into the
+    layer's rows when its blocks are stacked)."""
     mask = state.get(f"{prefix}mask")
     weight = state.pop(f"{prefix}weight", None)
     if isinstance(mask, Tensor) and not torch.equal(mask.to(module.mask.device), module.mask):
@@ -278,6 +300,8 @@ def _blocks_from_dense_weight(
         error_msgs.append(f"{prefix}mask differs from this layer's (built for another model)")
         return
     if weight is None:
+        if strict and module._rows is not None:  # no parameter of its own to miss
+            missing_keys.append(f"{prefix}weight")
         return
     if tuple(weight.shape) != (module.out_features, module.in_features):
         error_msgs.append(
@@ -285,5 +309,10 @@ def _blocks_from_dense_weight(
             f"{(module.out_features, module.in_features)}"
         )
         return
-    for j, (r0, r1, _, c1) in enumerate(module.blocks):
-        state[f"{prefix}weight_blocks.{j}"] = weight[r0:r1, :c1]
+    if module._rows is None:
+        for j, (r0, r1, _, c1) in enumerate(module.blocks):
+            state[f"{prefix}weight_blocks.{j}"] = weight[r0:r1, :c1]
+        return
+    with torch.no_grad():
+        for (r0, r1, _, c1), row in zip(module.blocks, module.stored_weights(), strict=True):
+            row.copy_(weight[r0:r1, :c1])

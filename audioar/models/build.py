@@ -1,73 +1,71 @@
-"""Build the density model a run configuration names."""
+"""The model registry: ``model.name`` -> the family's class (its ``Config`` and ``from_spec``).
 
-from torch import nn
+Adding a family is one model file that follows :mod:`audioar.models.contract` and one line
+in :data:`FAMILIES`. The registry names each class by its module, imported on first use,
+so that listing the families (the command line's help) does not load torch.
+"""
 
-from audioar.config import ModelConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from audioar.errors import ConfigError
-from audioar.models.made import MADE
-from audioar.models.maf import MAF
-from audioar.models.wavenet import WaveNet
 
-__all__ = ["VECTOR_MODELS", "SEQUENCE_MODELS", "build_vector_model", "build_sequence_model"]
+if TYPE_CHECKING:
+    from torch import nn
 
-#: Models over one fixed-size feature vector per clip.
-VECTOR_MODELS = ("maf", "made")
+    from audioar.models.contract import InputSpec
 
-#: Class-conditional models over a variable-length sequence (codes or frames) per clip.
-SEQUENCE_MODELS = ("wavenet",)
+__all__ = ["FAMILIES", "family", "build_model", "describe_families"]
+
+#: Every family by name -> ``"module:Class"``, in the order the command line lists them.
+FAMILIES: dict[str, str] = {
+    "maf": "audioar.models.maf:MAF",
+    "made": "audioar.models.made:MADE",
+    "wavenet": "audioar.models.wavenet:WaveNet",
+    "nade": "audioar.models.nade:NADE",
+    "fvsbn": "audioar.models.fvsbn:FVSBN",
+    "pixelcnn": "audioar.models.pixelcnn:PixelCNN",
+}
 
 
-def build_vector_model(cfg: ModelConfig, features: int, context_features: int = 0) -> nn.Module:
-    """A MAF or MADE over ``features``-dimensional vectors.
-
-    Args:
-        cfg: The model section of the run configuration.
-        features: Input dimension (e.g. 128 for the default segment spectrum).
-        context_features: Width of an optional conditioning vector. Default 0.
-
-    Returns:
-        The untrained model.
+def family(name: str) -> Any:
+    """The model class registered as ``name``.
 
     Raises:
-        ConfigError: ``cfg.name`` is not a vector model.
+        ConfigError: No family has that name.
     """
-    if cfg.name == "maf":
-        return MAF(features=features, context_features=context_features, **cfg.model_kwargs())
-    if cfg.name == "made":
-        return MADE(features=features, context_features=context_features, **cfg.model_kwargs())
-    raise ConfigError(
-        f"model {cfg.name!r} does not take one feature vector per clip; "
-        f"choose one of {', '.join(VECTOR_MODELS)}"
-    )
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(FAMILIES)}")
+    module, _, attribute = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
-def build_sequence_model(
-    cfg: ModelConfig, classes: int, *, in_features: int = 1, quantization: int = 256
-) -> WaveNet:
-    """A class-conditional WaveNet over codes or frames.
+def build_model(name: str, cfg: Any, spec: InputSpec) -> nn.Module:
+    """The untrained model of family ``name`` with settings ``cfg`` for data like ``spec``.
 
     Args:
-        cfg: The model section of the run configuration (``cfg.components`` sets the
-            mixture size of ``wavenet_output="logistic_mixture"``).
-        classes: Number of classes it is conditioned on.
-        in_features: Values per frame for the continuous outputs (e.g. ``n_mels``). Default 1.
-        quantization: Codes of the categorical output (``2**bits``). Default 256.
-
-    Returns:
-        The untrained WaveNet.
+        name: A key of :data:`FAMILIES`.
+        cfg: An instance of that family's ``Config`` (None: its defaults).
+        spec: What one clip's features look like.
 
     Raises:
-        ConfigError: ``cfg.name`` is not a sequence model.
+        ConfigError: Unknown family, settings of another family, or features the family
+            does not take.
     """
-    if cfg.name not in SEQUENCE_MODELS:
+    cls = family(name)
+    cfg = cls.Config() if cfg is None else cfg
+    if not isinstance(cfg, cls.Config):
+        raise ConfigError(f"model {name!r} takes {cls.Config.__name__}, got {type(cfg).__name__}")
+    if spec.kind not in cls.inputs:
         raise ConfigError(
-            f"model {cfg.name!r} does not take a sequence per clip; "
-            f"choose one of {', '.join(SEQUENCE_MODELS)}"
+            f"model {name!r} takes {' or '.join(k + 's' for k in cls.inputs)} per clip; "
+            f"these features give {spec.kind}s"
         )
-    return WaveNet(
-        classes=classes,
-        quantization=quantization,
-        in_features=in_features,
-        mixture_components=cfg.components,
-        **cfg.model_kwargs(),
-    )
+    return cls.from_spec(cfg, spec)
+
+
+def describe_families() -> str:
+    """``"maf | made | wavenet"``: the registry for help texts (no model is imported)."""
+    return " | ".join(FAMILIES)

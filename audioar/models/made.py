@@ -33,10 +33,12 @@ from audioar.layers.block_linear import (
     block_masked_mlp,
     block_views,
 )
+from audioar.layers.derived import Derived
 from audioar.layers.masked_linear import BlockMaskedLinear
 from audioar.layers.masks import input_degrees, made_degrees, made_masks
+from audioar.models.contract import InputSpec
 
-__all__ = ["MADE", "MADEConfig", "ACTIVATIONS", "OUTPUTS", "soft_clamp"]
+__all__ = ["MADE", "MADEConfig", "ACTIVATIONS", "OUTPUTS", "soft_clamp", "mixture_log_prob"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -52,23 +54,35 @@ _LOG_2PI = math.log(2 * math.pi)
 def soft_clamp(x: Tensor, bound: float) -> Tensor:
     """Smoothly squash ``x`` into ``(-bound, bound)``: ``bound * tanh(x / bound)``, identity near 0.
 
-    Written with a sigmoid (``tanh(u) = 2 sigmoid(2u) - 1``), which is about twice as fast
-    as ``torch.tanh`` on CPU.
+    Written with a sigmoid (``tanh(u) = 2 sigmoid(2u) - 1``), which costs less than
+    ``torch.tanh`` on CPU.
     """
     return torch.sigmoid(x * (2.0 / bound)) * (2.0 * bound) - bound
 
 
+def mixture_log_prob(x: Tensor, params: Tensor, components: int, bound: float) -> Tensor:
+    """``log sum_k pi_k N(x; mu_k, sigma_k)`` of each value ``x`` ``(...)`` under its mixture
+    ``params`` ``(..., 3 * components)`` (logits, means, log-scales soft-clamped to
+    ``(-bound, bound)``), in nats, shape ``(...)``."""
+    k = components
+    logits, mean = params[..., :k], params[..., k : 2 * k]
+    log_scale = soft_clamp(params[..., 2 * k :], bound)
+    u = (x.unsqueeze(-1) - mean) * torch.exp(-log_scale)
+    comp = -0.5 * (u * u + _LOG_2PI) - log_scale
+    return torch.logsumexp(comp + F.log_softmax(logits, dim=-1), dim=-1)
+
+
 @dataclass
 class MADEConfig:
-    """Hyper-parameters of :class:`MADE` (one field per constructor argument)."""
+    """The settings of :class:`MADE` a user chooses (the ``[model]`` keys of a recipe); the
+    constructor's defaults are these. The data's sizes (``features``, ``categories`` for
+    codes) and an optional ``context_features`` are constructor arguments
+    (:meth:`MADE.from_spec`)."""
 
-    features: int  # data dimensions D (e.g. 257 spectrum bins)
     hidden_features: tuple[int, ...] = (512, 512)  # units of each hidden layer
     output: str = "gaussian"  # "gaussian" | "mog" | "bernoulli" | "categorical"
-    order: str | list[int] = "natural"  # "natural" | "reverse" | "random" | explicit permutation
-    context_features: int = 0  # size of the context vector (e.g. a class one-hot); 0 = none
+    order: str = "natural"  # "natural" | "reverse" | "random"
     components: int = 5  # mixture components (output="mog")
-    categories: int = 0  # values per feature (output="categorical"), must be >= 2 there
     activation: str = "relu"  # one of ACTIVATIONS
     hidden_degrees: str = "equal"  # "equal" (no dead connectivity) | "random" (original MADE)
     dropout: float = 0.0  # dropout on hidden activations during training
@@ -101,9 +115,13 @@ class MADE(nn.Module):
         seed: Seed for random orders / degrees, default ``0``.
         block_sparse: Use the block-triangular fast path, default ``True``.
         num_blocks: Row blocks per layer for that path, default ``2`` (more blocks skip
-            more multiply-adds but run more, smaller products: a MADE of 257 features and
-            2 x 512 units trains as fast with ``4`` on 2 CPU threads that spin, 23 % slower
-            when they wait passively; a MAF of ten, which defaults to ``4``, gains).
+            more multiply-adds but run more, smaller products; see the README's benchmarks).
+
+    Attributes:
+        perm: ``(features,)`` the feature generated ``k``-th at ``perm[k]``.
+        inv_perm: ``(features,)`` the generation position of feature ``j``.
+        order_kind: ``"natural"``, ``"reverse"`` or ``"general"``: the shape of ``perm``,
+            for callers that reorder features cheaply (nothing, or a flip, not a gather).
 
     Example:
         >>> made = MADE(8, hidden_features=(64, 64))
@@ -112,6 +130,10 @@ class MADE(nn.Module):
         >>> made.sample(4).shape
         torch.Size([4, 8])
     """
+
+    Config = MADEConfig
+    inputs = ("vector",)
+    conditional = False  # context is a vector (context_features), not a class label
 
     perm: Tensor
     inv_perm: Tensor
@@ -171,11 +193,11 @@ class MADE(nn.Module):
         self.register_buffer("inv_perm", degrees - 1)
         # Cheap special cases of the permutation (no gather, no scatter in backward).
         if torch.equal(degrees, torch.arange(1, features + 1)):
-            self._order_kind = "natural"
+            self.order_kind = "natural"
         elif torch.equal(degrees, torch.arange(features, 0, -1)):
-            self._order_kind = "reverse"
+            self.order_kind = "reverse"
         else:
-            self._order_kind = "general"
+            self.order_kind = "general"
         sorted_in = torch.arange(1, features + 1).repeat_interleave(self.units_per_feature)
         layer_degrees = made_degrees(
             sorted_in, tuple(hidden_features), context_features, hidden_degrees, generator
@@ -183,17 +205,38 @@ class MADE(nn.Module):
         out_degrees = torch.arange(1, features + 1).repeat_interleave(self.params_per_feature)
         masks = made_masks(layer_degrees, out_degrees)
         self.layers = nn.ModuleList(BlockMaskedLinear(mask, num_blocks) for mask in masks)
-        self._blocks = [layer.blocks for layer in self.layers]
-        self._views: tuple[tuple, list[BlockViews]] | None = None
-        self._inc: tuple[tuple, tuple] | None = None
+        self._views: Derived[list[BlockViews]] = Derived(versions=False)  # block_views
+        self._steps: Derived[tuple] = Derived(versions=False)  # _incremental_views
         self._plan, self._seen_last = _incremental_plan(layer_degrees, features)
 
     @classmethod
-    def from_config(cls, cfg: MADEConfig) -> MADE:
-        """Build a MADE from a :class:`MADEConfig`."""
+    def from_config(
+        cls,
+        cfg: MADEConfig,
+        features: int,
+        context_features: int = 0,
+        categories: int = 0,
+        order: str | Sequence[int] | Tensor | None = None,
+    ) -> MADE:
+        """Build a MADE over ``features`` dimensions from a :class:`MADEConfig` (``order``,
+        when given, replaces ``cfg.order``, e.g. by an explicit permutation)."""
         kwargs = asdict(cfg)
         kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
-        return cls(**kwargs)
+        if order is not None:
+            kwargs["order"] = order
+        return cls(features, context_features=context_features, categories=categories, **kwargs)
+
+    @classmethod
+    def from_spec(cls, cfg: MADEConfig, spec: InputSpec) -> MADE:
+        """The MADE for one feature vector per clip: real-valued (``gaussian`` / ``mog``),
+        binary (``bernoulli``) or ``spec.levels`` codes (``categorical``).
+
+        Raises:
+            ConfigError: Features that are not one vector per clip.
+        """
+        if spec.kind != "vector":
+            raise ConfigError(f"model made needs one feature vector per clip, got {spec.kind}s")
+        return cls.from_config(cfg, spec.size, categories=spec.levels)
 
     # ----------------------------------------------------------------- network
     def to_generation_order(self, x: Tensor, dim: int = 1) -> Tensor:
@@ -208,9 +251,9 @@ class MADE(nn.Module):
         return self._permute(xs, self.inv_perm, dim)
 
     def _permute(self, x: Tensor, index: Tensor, dim: int) -> Tensor:
-        if self._order_kind == "natural":
+        if self.order_kind == "natural":
             return x
-        if self._order_kind == "reverse":
+        if self.order_kind == "reverse":
             return x.flip(dim)
         return x.index_select(dim, index)
 
@@ -221,7 +264,20 @@ class MADE(nn.Module):
             return F.one_hot(xs.long(), self.categories).flatten(1).to(self._dtype())
         return xs.to(self._dtype())
 
-    def _context(self, context: Tensor | None, batch: int) -> Tensor | None:
+    def check_context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        """The context as the network takes it, for ``batch`` rows of data.
+
+        Args:
+            context: ``(batch, context_features)``, ``(1, context_features)`` (broadcast)
+                or ``None``; other leading shapes are flattened.
+            batch: Rows of data it goes with.
+
+        Returns:
+            ``(batch, context_features)`` in the weights' dtype, or ``None`` without context.
+
+        Raises:
+            DataError: A context this model does not take, or of the wrong size.
+        """
         if self.context_features == 0:
             if context is not None:
                 raise DataError("this model was built without context (context_features=0)")
@@ -240,7 +296,7 @@ class MADE(nn.Module):
         return context.to(self._dtype())
 
     def _dtype(self) -> torch.dtype:
-        return self.layers[0].weight_source().dtype
+        return self.layers[0].stored_weights()[0].dtype
 
     def _network(self, h: Tensor, fast: bool | None = None, dropout: bool = True) -> Tensor:
         """Masked MLP on generation-order inputs ``(batch, in_units)`` -> ``(batch, out_units)``.
@@ -257,10 +313,9 @@ class MADE(nn.Module):
         if fast:
             weights = [list(layer.stored_weights()) for layer in self.layers]
             biases = [layer.bias for layer in self.layers]
-            views = self.block_views()
-            return block_masked_mlp(
-                h, weights, biases, [], self._blocks, self.activation, p, views=views
-            )
+            blocks = [layer.blocks for layer in self.layers]
+            views = self._block_views(weights, biases)
+            return block_masked_mlp(h, weights, biases, [], blocks, self.activation, p, views=views)
         act = ACTIVATIONS[self.activation]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -278,21 +333,21 @@ class MADE(nn.Module):
         steps and ``load_state_dict`` show through the views); remade after ``.to()``,
         ``.double()`` and the like, and when a weight is replaced.
         """
-        layers = self.layers
-        key = tuple(layer.storage_key() for layer in layers)
-        if self._views is None or self._views[0] != key:
-            views = block_views(
-                [list(layer.stored_weights()) for layer in layers],
-                [layer.bias for layer in layers],
-                [layer.float_mask() for layer in layers],
-                self._blocks,
-            )
-            self._views = (key, views)
-        return self._views[1]
+        weights = [list(layer.stored_weights()) for layer in self.layers]
+        return self._block_views(weights, [layer.bias for layer in self.layers])
 
-    def _apply(self, fn: Callable, recurse: bool = True) -> MADE:  # noqa: D102
-        self._views = self._inc = None  # .to(), .double(): new storage
-        return super()._apply(fn, recurse)
+    def _block_views(
+        self, weights: list[list[Tensor]], biases: list[Tensor | None]
+    ) -> list[BlockViews]:
+        layers = self.layers
+        masks = [layer.mask for layer in layers]
+        tensors = [*(w for ws in weights for w in ws), *(b for b in biases if b is not None)]
+
+        def make() -> list[BlockViews]:
+            floats = [layer.float_mask() for layer in layers]
+            return block_views(weights, biases, floats, [layer.blocks for layer in layers])
+
+        return self._views.get([*tensors, *masks], make)
 
     def _params_sorted(
         self,
@@ -303,7 +358,7 @@ class MADE(nn.Module):
     ) -> Tensor:
         """Raw outputs ``(batch, features, params_per_feature)`` in generation order."""
         h = self._encode(x)
-        context = self._context(context, x.shape[0])
+        context = self.check_context(context, x.shape[0])
         if context is not None:
             h = torch.cat([context, h], dim=1)
         out = self._network(h, fast, dropout)
@@ -330,12 +385,7 @@ class MADE(nn.Module):
             u = (xs - mean) * torch.exp(-log_scale)
             return -0.5 * (u * u + _LOG_2PI) - log_scale
         if self.output == "mog":
-            k = self.components
-            logits, mean = params[..., :k], params[..., k : 2 * k]
-            log_scale = soft_clamp(params[..., 2 * k :], self.log_scale_bound)
-            u = (xs.unsqueeze(-1) - mean) * torch.exp(-log_scale)
-            comp = -0.5 * (u * u + _LOG_2PI) - log_scale
-            return torch.logsumexp(comp + F.log_softmax(logits, dim=-1), dim=-1)
+            return mixture_log_prob(xs, params, self.components, self.log_scale_bound)
         if self.output == "bernoulli":
             return -F.binary_cross_entropy_with_logits(params[..., 0], xs, reduction="none")
         logp = F.log_softmax(params, dim=-1)
@@ -409,8 +459,8 @@ class MADE(nn.Module):
             ``(n, features)`` values in the original feature order.
         """
         dtype = self._dtype()
-        device = self.layers[0].weight_source().device
-        context = self._context(context, n)
+        device = self.perm.device
+        context = self.check_context(context, n)
         xs = torch.zeros(n, self.features, dtype=dtype, device=device)
         with torch.no_grad():
             if incremental:
@@ -432,17 +482,26 @@ class MADE(nn.Module):
         its value goes to. Slicing all of this anew for every feature of every call costs
         as much as the products themselves. The transposed layout makes each product a
         few rows of weights times a ``(seen, n)`` block: for 2 units, 512 inputs and
-        ``n = 100``, 6.6 µs against 22 µs for ``(n, seen) @ (seen, 2)`` (2 CPU threads).
+        ``n = 100`` several times faster than ``(n, seen) @ (seen, 2)``.
         """
-        # Dense weights, refreshed in place after parameter updates: the views stay valid.
-        # The buffers are written: a thread that finds another's makes its own.
+        # Views of the dense weights, which are refreshed in place after a parameter update,
+        # and of the biases: they see updates. The buffers are written: a thread that finds
+        # another's makes its own.
         weights = [layer.masked_weight() for layer in self.layers]
-        pointers = tuple(w.data_ptr() for w in weights)
-        key = (n, dtype, device, pointers, threading.get_ident())
-        if self._inc is not None and self._inc[0] == key:
-            return self._inc[1]
+        biases = [layer.bias for layer in self.layers]
+        make = lambda: self._make_incremental_views(n, dtype, device, weights, biases)  # noqa: E731
+        return self._steps.get([*weights, *biases], make, n, dtype, threading.get_ident())
+
+    def _make_incremental_views(
+        self,
+        n: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        weights: list[Tensor],
+        biases: list[Tensor],
+    ) -> tuple:
         c, u, p = self.context_features, self.units_per_feature, self.params_per_feature
-        biases = [layer.bias.detach().unsqueeze(1) for layer in self.layers]
+        biases = [b.detach().unsqueeze(1) for b in biases]
         acts = [torch.zeros(c + self.features * u, n, dtype=dtype, device=device)]
         acts += [torch.zeros(w.shape[0], n, dtype=dtype, device=device) for w in weights[:-1]]
         w_out, b_out = weights[-1], biases[-1]
@@ -464,7 +523,6 @@ class MADE(nn.Module):
             rows = slice(k * p, (k + 1) * p)
             output = (b_out[rows], w_out[rows, :seen], acts[-1][:seen])
             steps.append((hidden, output, acts[0][c + k * u : c + (k + 1) * u]))
-        self._inc = (key, (acts, steps))
         return acts, steps
 
     def _autoregress_incremental(
@@ -478,9 +536,8 @@ class MADE(nn.Module):
         in_place = {"tanh": Tensor.tanh_, "relu": Tensor.relu_}.get(self.activation)
         categorical = self.output == "categorical"
         # Every operation here is tiny (a few units times n): threads only cost their
-        # wake-ups. A MAF's sample(100), 2 CPUs: 1,010 ms on 2 threads against 150 ms on
-        # one with OMP_WAIT_POLICY=PASSIVE, 180 against 150 ms with spinning threads. (MKL's
-        # thread count is process-wide: other threads' products run on one thread meanwhile.)
+        # wake-ups, most of all when they wait passively. (MKL's thread count is
+        # process-wide: other threads' products run on one thread meanwhile.)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

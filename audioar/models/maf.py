@@ -17,7 +17,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError, TrainingError
-from audioar.layers.block_linear import FUSED_ACTIVATIONS, constant
-from audioar.layers.borrowed import BorrowsParameters, stack_and_lend
+from audioar.layers.block_linear import constant
+from audioar.models.contract import InputSpec
 from audioar.models.made import MADE, soft_clamp
-from audioar.models.maf_stack import maf_stack
+from audioar.models.maf_fast import MAFFastPath
 
 __all__ = ["MAF", "MAFConfig", "BatchNormBijector", "MixtureBase", "PERMUTATIONS", "BASES"]
 
@@ -39,15 +39,15 @@ _LOG_2PI = math.log(2 * math.pi)
 
 @dataclass
 class MAFConfig:
-    """Hyper-parameters of :class:`MAF` (one field per constructor argument)."""
+    """The settings of :class:`MAF` a user chooses (the ``[model]`` keys of a recipe); the
+    constructor's defaults are these. The data's size (``features``) and an optional
+    ``context_features`` are constructor arguments (:meth:`MAF.from_spec`)."""
 
-    features: int  # data dimensions D (257 for a whole-window spectrum)
-    num_flows: int = 10  # number of affine MADE transforms
+    num_flows: int = 5  # number of affine MADE transforms (the MAF paper's GAS model: 10)
     hidden_features: tuple[int, ...] = (512, 512)  # hidden units of each MADE
     activation: str = "tanh"  # MADE hidden activation (relu, tanh, elu, gelu, silu)
     batch_norm: bool = True  # batch-norm bijector after every MADE
     permutation: str = "reverse"  # order between flows: "reverse" | "random" | "none"
-    context_features: int = 0  # size of the context vector (class one-hot); 0 = none
     base: str = "normal"  # base distribution: "normal" | "mog" (MAF MoG)
     components: int = 10  # Gaussian components of the "mog" base
     log_scale_bound: float = 5.0  # MADE log-scales are soft-clamped to (-bound, bound)
@@ -60,7 +60,7 @@ class MAFConfig:
     num_blocks: int = 4  # row blocks per masked layer for the fast path
 
 
-class BatchNormBijector(BorrowsParameters, nn.Module):
+class BatchNormBijector(nn.Module):
     """Batch normalisation as an invertible map with an exact log-determinant.
 
     ``y = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``. In training mode the
@@ -86,7 +86,6 @@ class BatchNormBijector(BorrowsParameters, nn.Module):
         self.beta = nn.Parameter(torch.zeros(features))
         self.register_buffer("running_mean", torch.zeros(features))
         self.register_buffer("running_var", torch.ones(features))
-        self._frozen: tuple[tuple, tuple[Tensor, Tensor, Tensor]] | None = None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Normalise.
@@ -112,56 +111,10 @@ class BatchNormBijector(BorrowsParameters, nn.Module):
         y = torch.addcmul(self.beta, centred, torch.exp(log_scale))
         return y, log_scale.sum().expand(x.shape[0])
 
-    def frozen(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The evaluation-mode map as ``y = x * scale + shift`` plus its log-det (no autograd).
-
-        Returns:
-            ``scale``, ``shift`` ``(features,)`` and the log-det, a scalar tensor; cached
-            until a parameter or a running statistic changes.
-        """
-        own = [self.running_mean, self.running_var, *self._parameters.values()]
-        key = self.storage_key(own, versions=True)  # a MAF's batch norms borrow their params
-        if self._frozen is None or self._frozen[0] != key:
-            with torch.no_grad():
-                log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
-                scale = torch.exp(log_scale)
-                shift = self.beta - self.running_mean * scale
-                self._frozen = (key, (scale, shift, log_scale.sum()))
-        return self._frozen[1]
-
     def inverse(self, y: Tensor) -> Tensor:
         """Undo :meth:`forward` with the running statistics: ``(batch, features)`` -> same."""
         log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         return (y - self.beta) * torch.exp(-log_scale) + self.running_mean
-
-
-class _FlowStacks(nn.ParameterList):
-    """The parameters of every flow stacked over flows, one tensor per MADE weight block,
-    per MADE bias and per batch-norm parameter (17 tensors for 10 flows of 3 layers of 4
-    blocks, not 170): the MADEs and batch norms borrow their rows
-    (:class:`~audioar.layers.borrowed.BorrowsParameters`), so optimisers and the fast path
-    see the stacks while each flow still reads, saves and loads its own parameters. Built
-    when all MADEs share their masks (the blocks then have equal shapes); saves nothing of
-    its own in state dicts (the flows' entries hold the values).
-
-    Order: per MADE layer its blocks then its bias, then ``log_gamma`` and ``beta``; the
-    order of :func:`~audioar.models.maf_stack.maf_stack`'s per-flow parameters.
-    """
-
-    def __init__(self, mades: Sequence[MADE], norms: Sequence[BatchNormBijector]) -> None:
-        super().__init__()
-        for i, layer in enumerate(mades[0].layers):
-            names = [f"weight_blocks.{j}" for j in range(len(layer.blocks))]
-            names += ["bias"] if layer.bias is not None else []
-            stack_and_lend([made.layers[i] for made in mades], names, self)
-        if norms:
-            stack_and_lend(list(norms), ["log_gamma", "beta"], self)
-
-    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
-        return
-
-    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
-        return
 
 
 class MixtureBase(nn.Module):
@@ -200,7 +153,8 @@ class MAF(nn.Module):
 
     Args:
         features: Data dimensions ``D``.
-        num_flows: Number of affine MADE transforms, default ``10``.
+        num_flows: Number of affine MADE transforms, default ``5`` (the MAF paper's GAS
+            model has ``10``).
         hidden_features: Hidden units of each MADE, default ``(512, 512)``.
         activation: MADE hidden activation, default ``"tanh"``.
         batch_norm: Batch-norm bijector after every MADE, default ``True``.
@@ -216,12 +170,12 @@ class MAF(nn.Module):
         dropout: Dropout on MADE hidden units in training, default ``0.0``.
         hidden_degrees: ``"equal"`` (default) or ``"random"`` MADE hidden degrees.
         seed: Seed for random orders / degrees / mixture means, default ``0``.
-        block_sparse: Block-triangular fast path in the MADEs, default ``True``.
-        num_blocks: Row blocks per masked layer for that path, default ``4`` (on 2 CPU
-            threads a training step of the default MAF takes 8 % less time than with 2
-            blocks, with threads that spin, and 16 % less on one thread; 16 % more with
-            ``OMP_WAIT_POLICY=PASSIVE`` on an idle machine, where every parallel product
-            wakes a sleeping thread).
+        block_sparse: The fast path, default ``True``: all flows as one autograd node
+            on the block-triangular products, the same numbers as the flow-by-flow
+            reference (``False``).
+        num_blocks: Row blocks per masked layer for that path, default ``4`` (more blocks
+            skip more multiply-adds but run more, smaller products; with threads that wait
+            passively two can be faster: see the README's benchmarks).
 
     Example:
         >>> maf = MAF(4, num_flows=2, hidden_features=(32, 32))
@@ -232,10 +186,14 @@ class MAF(nn.Module):
         torch.Size([3, 4])
     """
 
+    Config = MAFConfig
+    inputs = ("vector",)
+    conditional = False  # context is a vector (context_features), not a class label
+
     def __init__(
         self,
         features: int,
-        num_flows: int = 10,
+        num_flows: int = 5,
         hidden_features: Sequence[int] = (512, 512),
         activation: str = "tanh",
         batch_norm: bool = True,
@@ -287,21 +245,28 @@ class MAF(nn.Module):
             for _ in range(num_flows if batch_norm else 0)
         )
         self.base = MixtureBase(features, components, seed) if base == "mog" else None
-        self._masks_key: tuple | None = None
-        self._masks_shared = False
-        self.stacked = _FlowStacks(self.mades, self.norms) if self._shared_masks() else None
-        self._cache: dict = {}  # the fast path's constants and buffers (maf_stack)
-
-    def _apply(self, fn: Callable, recurse: bool = True) -> MAF:  # noqa: D102
-        self._cache = {}  # .to(), .double(): its tensors belong to the old storage
-        return super()._apply(fn, recurse)
+        # The fast path (block_sparse): it may keep the MADEs' weights in its own layout.
+        self._fast = MAFFastPath(self.mades, self.norms)
 
     @classmethod
-    def from_config(cls, cfg: MAFConfig) -> MAF:
-        """Build a MAF from a :class:`MAFConfig`."""
+    def from_config(cls, cfg: MAFConfig, features: int, context_features: int = 0) -> MAF:
+        """Build a MAF over ``features`` dimensions from a :class:`MAFConfig`."""
         kwargs = asdict(cfg)
         kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
-        return cls(**kwargs)
+        return cls(features, context_features=context_features, **kwargs)
+
+    @classmethod
+    def from_spec(cls, cfg: MAFConfig, spec: InputSpec) -> MAF:
+        """The MAF for one real-valued feature vector per clip (``spec.kind == "vector"``).
+
+        Raises:
+            ConfigError: Features that are not one real-valued vector per clip.
+        """
+        if spec.kind != "vector" or spec.levels:
+            raise ConfigError(
+                f"model maf needs one real-valued feature vector per clip, got {spec.kind}s"
+            )
+        return cls.from_config(cfg, spec.size)
 
     @property
     def block_sparse(self) -> bool:
@@ -313,48 +278,8 @@ class MAF(nn.Module):
         for made in self.mades:
             made.block_sparse = value
 
-    def _affine(self, made: MADE, h: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        params = made._params_sorted(h, context)
-        log_scale = soft_clamp(params[..., 1], self.log_scale_bound)
-        u = (made.to_generation_order(h) - params[..., 0]) * torch.exp(-log_scale)
-        return made.from_generation_order(u), -log_scale.sum(-1)
-
-    def _shared_masks(self) -> bool:
-        """Whether every MADE has the same masks (true for the default equal hidden degrees)."""
-        masks = [layer.mask for made in self.mades for layer in made.layers]
-        key = tuple((mask.data_ptr(), mask._version) for mask in masks)
-        if self._masks_key != key:
-            first = self.mades[0].layers
-            self._masks_shared = all(
-                made._blocks == self.mades[0]._blocks
-                and all(
-                    torch.equal(a.mask, b.mask) for a, b in zip(made.layers, first, strict=True)
-                )
-                for made in self.mades[1:]
-            )
-            self._masks_key = key
-        return self._masks_shared
-
-    def _stack_applies(self, x: Tensor) -> bool:
-        """Whether :meth:`forward` can take the fast path (:mod:`maf_stack`) for ``x``.
-
-        It can for the fused activations (tanh, relu, identity), with every MADE and batch
-        norm in the same mode, and outside autocast.
-        """
-        made = self.mades[0]
-        return (
-            self.block_sparse
-            and not torch.is_autocast_enabled(x.device.type)
-            and made.activation in FUSED_ACTIVATIONS
-            and len({module.training for module in [*self.mades, *self.norms]}) == 1
-        )
-
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to the base space.
-
-        With :attr:`block_sparse` on (default), all flows run as one autograd node on the
-        block-triangular products (:mod:`audioar.models.maf_stack`); off, flow by flow on
-        the plain reference path. Same numbers (and the same dropout draws).
 
         Args:
             x: ``(batch, features)``.
@@ -363,27 +288,15 @@ class MAF(nn.Module):
         Returns:
             ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|.
         """
-        if self._stack_applies(x):
-            if self.norms and self.norms[0].training and x.shape[0] < 2:
-                raise TrainingError("batch norm needs a batch of at least 2 in training mode")
-            made = self.mades[0]
-            context = made._context(context, x.shape[0])
-            x = x.to(made._dtype())
-            return maf_stack(
-                x,
-                context,
-                self.mades,
-                self.norms,
-                self.log_scale_bound,
-                self._shared_masks(),
-                self.stacked,
-                self._cache,
-            )
+        if self._fast.applies(x):  # the same numbers, all flows at once
+            return self._fast(x, context, self.log_scale_bound)
         h = x
         log_det = x.new_zeros(x.shape[0])
         for t, made in enumerate(self.mades):
-            h, ld = self._affine(made, h, context)
-            log_det = log_det + ld
+            mean, raw_scale = made(h, context).unbind(-1)
+            log_scale = soft_clamp(raw_scale, self.log_scale_bound)
+            h = (h - mean) * torch.exp(-log_scale)
+            log_det = log_det - log_scale.sum(-1)
             if self.norms:
                 h, ld = self.norms[t](h)
                 log_det = log_det + ld
@@ -414,8 +327,9 @@ class MAF(nn.Module):
 
                 def step(k: int, params: Tensor, columns: tuple = columns) -> Tensor:
                     # exp(soft_clamp(raw)) = exp(2b sigmoid(2 raw / b) - b), in place on the
-                    # step's own params: written the plain way, with a slice per operand and
-                    # Python numbers, a sampling call took 390 ms instead of 300 ms.
+                    # step's own params and with cached constants: this runs features x
+                    # flows times per call on a few numbers, where each operation and each
+                    # Python number wrapped in a tensor costs about as much as the arithmetic.
                     mean, raw = params.unbind(1)
                     log_scale = torch.addcmul(shift, raw.mul_(factor).sigmoid_(), scale)
                     return torch.addcmul(mean, log_scale.exp_(), columns[k])
@@ -452,10 +366,10 @@ class MAF(nn.Module):
         Returns:
             ``(n, features)``.
         """
-        weight = self.mades[0].layers[0].weight_source()
+        like = self.mades[0].layers[-1].bias
         with torch.no_grad():
             if self.base is not None:
                 z = self.base.sample(n)
             else:
-                z = torch.randn(n, self.features, device=weight.device, dtype=weight.dtype)
+                z = torch.randn(n, self.features, device=like.device, dtype=like.dtype)
         return self.inverse(z, context)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from audioar.errors import ConfigError, DataError
 from audioar.layers.causal_conv import ConvQueue
 from audioar.layers.gated import GatedResidualBlock
+from audioar.models.contract import InputSpec
 from audioar.models.wavenet_fast import WaveNetStepper, step_threads
 from audioar.models.wavenet_outputs import OUTPUTS, make_output
 
@@ -33,21 +34,25 @@ _UPSAMPLERS = ("repeat", "transposed")
 
 @dataclass
 class WaveNetConfig:
-    """Hyper-parameters of :class:`WaveNet` (one field per constructor argument)."""
+    """The settings of :class:`WaveNet` a user chooses (the ``[model]`` keys of a recipe).
 
-    classes: int = 10  # classes for global conditioning; 0 = unconditional (labels ignored)
-    quantization: int = 256  # codes of the categorical output (8-bit μ-law)
+    The sizes that come from the data (``classes``, ``quantization``, ``in_features``) are
+    constructor arguments, filled from the :class:`~audioar.models.contract.InputSpec` by
+    :meth:`WaveNet.from_spec`.
+    """
+
     residual_channels: int = 64  # channels of the residual stream
     skip_channels: int = 128  # channels of the skip connections and the output head
     kernel_size: int = 2  # taps of every dilated causal convolution
     dilation_cycles: int = 2  # how many times the dilation cycle 1, 2, ..., max repeats
     max_dilation: int = 512  # last dilation of a cycle (a power of two)
-    output: str = "categorical"  # "categorical" | "gaussian" | "logistic_mixture"
-    in_features: int = 1  # frame size for the continuous outputs, x: (batch, time, in_features)
+    # categorical (mu-law codes) | gaussian | logistic_mixture (real-valued frames)
+    output: str = "categorical"
     mixture_components: int = 10  # components of the "logistic_mixture" output
     local_channels: int = 0  # channels of the local (frame-rate) features; 0 = none
     hop_length: int = 1  # steps per local-feature frame (the upsampling factor)
     local_upsample: str = "repeat"  # "repeat" (nearest) | "transposed" (learned ConvTranspose1d)
+    conditional: bool = True  # condition on the class (trained on every class of the split)
 
 
 def length_mask(lengths: Tensor, time: int) -> Tensor:
@@ -107,6 +112,31 @@ class WaveNet(nn.Module):
         torch.Size([4, 50])
     """
 
+    Config = WaveNetConfig
+    inputs = ("sequence",)
+    #: Overrides that size the model for its features when no recipe is given. ``stft``: a
+    #: small model for short frame sequences (FSDD clips are ~28 frames at hop 128): 32
+    #: log-mel bands normalised per clip, a Gaussian output, 32 residual / 32 skip channels,
+    #: dilations 1..8 twice (receptive field 31 frames), 30 epochs of batches of 64 at lr
+    #: 2e-3 (as recipes/zero_wavenet_frames.toml). ``mulaw``: the categorical output.
+    presets = {
+        "stft": [
+            "features.n_mels=32",
+            "features.cmvn=mean",
+            "model.output=gaussian",
+            "model.residual_channels=32",
+            "model.skip_channels=32",
+            "model.max_dilation=8",
+            "model.dilation_cycles=2",
+            "train.epochs=30",
+            "train.batch_size=64",
+            "train.lr=2e-3",
+            "train.weight_decay=1e-4",
+            "train.patience=10",
+        ],
+        "mulaw": ["model.output=categorical"],
+    }
+
     def __init__(
         self,
         classes: int = 10,
@@ -126,22 +156,22 @@ class WaveNet(nn.Module):
     ) -> None:
         super().__init__()
         self.config = WaveNetConfig(
-            classes,
-            quantization,
             residual_channels,
             skip_channels,
             kernel_size,
             dilation_cycles,
             max_dilation,
             output,
-            in_features,
             mixture_components,
             local_channels,
             hop_length,
             local_upsample,
+            conditional=classes > 0,
         )
-        _validate(self.config)
+        _validate(self.config, classes)
         self.classes = classes
+        self.conditional = classes > 0
+        self.quantization = quantization
         self.output = output
         self.in_features = in_features
         self.distribution = make_output(output, quantization, in_features, mixture_components)
@@ -174,9 +204,45 @@ class WaveNet(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg: WaveNetConfig) -> "WaveNet":
-        """Builds a model from a :class:`WaveNetConfig`."""
-        return cls(**asdict(cfg))
+    def from_config(
+        cls, cfg: WaveNetConfig, classes: int = 10, quantization: int = 256, in_features: int = 1
+    ) -> "WaveNet":
+        """Builds a model from a :class:`WaveNetConfig` and the data's sizes (``classes`` is
+        ignored, 0, when ``cfg.conditional`` is off)."""
+        kwargs = asdict(cfg)
+        conditional = kwargs.pop("conditional")
+        return cls(
+            classes if conditional else 0,
+            quantization,
+            in_features=in_features,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_spec(cls, cfg: WaveNetConfig, spec: InputSpec) -> "WaveNet":
+        """The model for ``spec``: codes (``spec.levels`` values, categorical output) or
+        frames of ``spec.size`` bins (continuous outputs).
+
+        Raises:
+            ConfigError: The output does not fit the features (codes need
+                ``output="categorical"``, real-valued frames a continuous output).
+        """
+        if spec.kind != "sequence":
+            raise ConfigError(f"model wavenet needs a sequence per clip, got {spec.kind}s")
+        codes = spec.levels > 0
+        if codes != (cfg.output == "categorical"):
+            wanted = "categorical" if codes else "gaussian or logistic_mixture"
+            what = "codes" if codes else "real-valued frames"
+            raise ConfigError(
+                f"model.output={cfg.output} does not fit the features: {what} need "
+                f"model.output={wanted}"
+            )
+        return cls.from_config(
+            cfg,
+            classes=spec.classes,
+            quantization=spec.levels if codes else 256,
+            in_features=1 if codes else spec.size,
+        )
 
     @property
     def receptive_field(self) -> int:
@@ -210,8 +276,8 @@ class WaveNet(nn.Module):
             fill = mask if x.dim() == 2 else mask.unsqueeze(-1)
             x = torch.where(fill, x, torch.zeros((), dtype=x.dtype, device=x.device))
         if self.output == "categorical":
-            if x.min() < 0 or x.max() >= self.config.quantization:
-                raise DataError(f"codes must lie in [0, {self.config.quantization})")
+            if x.min() < 0 or x.max() >= self.quantization:
+                raise DataError(f"codes must lie in [0, {self.quantization})")
         else:
             if not torch.isfinite(x).all():
                 raise DataError("frames contain NaN or infinite values")
@@ -594,7 +660,7 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _validate(cfg: WaveNetConfig) -> None:
+def _validate(cfg: WaveNetConfig, classes: int) -> None:
     """Raises ConfigError for an unusable configuration."""
     positive = (
         "residual_channels",
@@ -607,7 +673,7 @@ def _validate(cfg: WaveNetConfig) -> None:
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"WaveNet {name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.classes < 0 or cfg.local_channels < 0:
+    if classes < 0 or cfg.local_channels < 0:
         raise ConfigError("WaveNet classes and local_channels must be >= 0")
     if cfg.max_dilation & (cfg.max_dilation - 1):
         raise ConfigError(f"WaveNet max_dilation must be a power of two, got {cfg.max_dilation}")

@@ -1,4 +1,4 @@
-"""Random warps of training frames for the frame WaveNet: other speakers, other tempos.
+"""Random warps of training frames (sequence models): other speakers, other tempos.
 
 A held-out speaker differs from the training speakers mostly in vocal-tract length (formants
 sit higher or lower: a stretch of the frequency axis) and in speaking rate (a stretch of the
@@ -107,7 +107,7 @@ class AugmentedSequences(Dataset):
 
     Args:
         base: Dataset of ``(frames (time, bins), label, length)`` items (e.g.
-            :class:`audioar.conditional.SequenceDataset` of frames).
+            :class:`audioar.batches.ClipSet` of frames).
         warp: Largest relative frequency warp, in ``[0, 1)``. Default 0.1.
         stretch: Largest relative tempo change, in ``[0, 1)``. Default 0.1.
         cmvn: The frames' per-clip normalisation (``none`` | ``mean`` | ``meanvar``),

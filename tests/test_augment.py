@@ -7,10 +7,10 @@ from helpers import write_tone_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.conditional import SequenceDataset, check_conditional_config
+from audioar.batches import ClipSet
 from audioar.config import RunConfig, TrainConfig, apply_overrides
 from audioar.errors import ConfigError
-from audioar.models.wavenet_augment import AugmentedSequences, stretch_time, warp_bins
+from audioar.features.augment import AugmentedSequences, stretch_time, warp_bins
 from audioar.pipeline import fit_run
 
 
@@ -66,7 +66,7 @@ def test_stretch_resamples_time_linearly(alpha, length):
 def test_dataset_draws_fresh_seeded_warps_and_renormalises():
     rng = np.random.default_rng(0)
     seqs = [torch.from_numpy(rng.normal(size=(n, 8)).astype(np.float32)) for n in (15, 25, 40)]
-    base = SequenceDataset(seqs, [0, 1, 2])
+    base = ClipSet(seqs, [0, 1, 2])
     plain = AugmentedSequences(base, warp=0.0, stretch=0.0)
     assert all(torch.equal(plain[i][0], seqs[i]) for i in range(3))
     data = AugmentedSequences(base, warp=0.15, stretch=0.2, cmvn="mean")
@@ -90,21 +90,24 @@ def test_dataset_draws_fresh_seeded_warps_and_renormalises():
             AugmentedSequences(base, **bad)
 
 
-def test_config_fields_are_validated_and_need_frames():
+def test_config_fields_are_validated_and_need_frames(tmp_path):
     assert TrainConfig().augment_warp == 0.0 and TrainConfig().augment_stretch == 0.0
     with pytest.raises(ConfigError, match="augment_warp"):
         TrainConfig(augment_warp=1.5)
+    root = write_tone_dataset(tmp_path / "tones")
     codes = apply_overrides(
         RunConfig(),
         [
+            f"data.root={root}",
+            "data.target=zero",
             "model.name=wavenet",
             "features.name=mulaw",
-            "model.wavenet_output=categorical",
+            "model.output=categorical",
             "train.augment_stretch=0.1",
         ],
     )
     with pytest.raises(ConfigError, match="augment"):
-        check_conditional_config(codes)
+        fit_run(codes, tmp_path / "codes", use_cache=False)
 
 
 def test_fit_with_augmentation_and_cmvn_trains_and_differs(tmp_path):
@@ -118,7 +121,7 @@ def test_fit_with_augmentation_and_cmvn_trains_and_differs(tmp_path):
         "features.hop_length=64",
         "features.n_mels=8",
         "features.cmvn=mean",
-        "model.wavenet_output=gaussian",
+        "model.output=gaussian",
         "model.residual_channels=8",
         "model.skip_channels=8",
         "model.max_dilation=4",

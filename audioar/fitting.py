@@ -1,0 +1,398 @@
+"""Fitting in memory: the clips of a split -> a trained, calibrated model, for every family.
+
+A one-class family (MAF, MADE, ...) learns the target class alone; a class-conditional one
+(``conditional = true`` in its settings: WaveNet, PixelCNN) learns ``p(x | class)`` for
+every class of the training split. Both are fitted by :func:`audioar.train.fit`, scored by
+:mod:`audioar.scoring` and calibrated on the target's validation clips with the chosen
+score. :mod:`audioar.pipeline` adds the run directory around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset
+from torch.utils.data import Dataset as TorchDataset
+
+from audioar.batches import ClipSet, collate, log_likelihoods
+from audioar.calibration import MIN_REFERENCE, calibrate
+from audioar.config import RunConfig
+from audioar.data import Clip, Dataset, Split, discover
+from audioar.errors import ConfigError, DataError
+from audioar.features import Featurizer, featurizer_from_config
+from audioar.features.augment import AugmentedSequences
+from audioar.features.perturb import Perturbed
+from audioar.featurize import featurize
+from audioar.layout import arrange, input_spec, longest
+from audioar.models.build import build_model
+from audioar.models.contract import InputSpec
+from audioar.models.standardize import Standardized, feature_statistics
+from audioar.run import FitSummary, TrainedModel
+from audioar.scoring import clip_scores
+from audioar.train import EpochStats, fit
+
+__all__ = [
+    "MAX_COMPARE_CLIPS",
+    "OTHER_CLASS",
+    "background_config",
+    "compare_labels",
+    "load_dataset",
+    "train_model",
+    "build",
+    "with_split",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Clips per compared class used for the per-epoch comparison table (speed bound).
+MAX_COMPARE_CLIPS = 100
+#: The explicit background class of ``score.other_class`` (perturbed clips of every class).
+OTHER_CLASS = "_other"
+
+
+def load_dataset(root: str | Path | None) -> Dataset:
+    """Discover the data set at ``root``; None means the embedded synthetic data set.
+
+    Raises:
+        DataError: Nothing usable at ``root``.
+    """
+    if root is None:
+        from audioar.synth import default_dataset
+
+        root = default_dataset()
+    return discover(root)
+
+
+def compare_labels(cfg: RunConfig, labels: Sequence[str]) -> list[str]:
+    """The classes tracked per epoch: ``cfg.data.compare``, default every other class.
+
+    Raises:
+        DataError: A compared class is not among ``labels``.
+    """
+    chosen = list(cfg.data.compare) or [c for c in labels if c != cfg.data.target]
+    unknown = [c for c in chosen if c not in labels]
+    if unknown:
+        raise DataError(
+            f"unknown class(es) to compare: {', '.join(unknown)}; known classes: "
+            + ", ".join(labels)
+        )
+    return chosen
+
+
+def with_split(cfg: RunConfig, scheme: str) -> RunConfig:
+    """A copy of ``cfg`` with ``data.split`` set to ``scheme``."""
+    return replace(cfg, data=replace(cfg.data, split=scheme))
+
+
+def _check_parts(cfg: RunConfig, dataset: Dataset, parts: Split) -> None:
+    """Refuse, before any work, a split that leaves the target too few clips to train on or
+    to calibrate with; the message gives the count of each part."""
+    target = cfg.data.target
+    if target not in dataset.labels:
+        raise DataError(
+            f"unknown class {target!r} in {dataset.root}; known classes: "
+            + ", ".join(dataset.labels)
+        )
+    counts = {name: sum(c.label == target for c in clips) for name, clips in parts.parts().items()}
+    if counts["train"] >= 2 and counts["validation"] >= MIN_REFERENCE:
+        return
+    hint = "add clips"
+    if parts.name == "official":
+        hint = "try --split random (a seeded stratified split of every clip)"
+    elif counts["validation"] < MIN_REFERENCE:
+        hint = "raise data.validation_fraction or add clips"
+    raise DataError(
+        f"split {parts.name!r} gives class {target!r} {counts['train']} training, "
+        f"{counts['validation']} validation and {counts['test']} test clips; a fit needs at "
+        f"least 2 training and {MIN_REFERENCE} validation clips of it (validation clips "
+        f"calibrate the threshold); {hint}"
+    )
+
+
+def _trains_on_every_class(cfg: RunConfig) -> bool:
+    """Whether the family is asked to condition on the class (its ``conditional`` setting)."""
+    return bool(getattr(cfg.model.settings, "conditional", False))
+
+
+def _spec(
+    cfg: RunConfig, featurizer: Featurizer, classes: int, width: int | None = None
+) -> InputSpec:
+    """The input spec; an image width comes from ``features.frames``, the featurizer's fixed
+    length, or ``width`` (the longest training clip)."""
+    fixed = cfg.features.frames
+    if fixed is None and featurizer.num_samples:
+        fixed = featurizer.output_shape(featurizer.num_samples)[0]
+    return input_spec(featurizer, cfg.model.family, cfg.model.name, classes, fixed or width)
+
+
+def build(cfg: RunConfig, spec: InputSpec) -> torch.nn.Module:
+    """The untrained model ``cfg`` names for data like ``spec``.
+
+    Raises:
+        ConfigError: Settings or features the family does not take.
+    """
+    model = build_model(cfg.model.name, cfg.model.settings, spec)
+    if bool(getattr(model, "conditional", False)) != _trains_on_every_class(cfg):
+        raise ConfigError(f"model {cfg.model.name!r} did not build as configured (conditional)")
+    return model
+
+
+@dataclass
+class _Prepared:
+    """The featurized clips a fit needs, with what each is for."""
+
+    features: list[torch.Tensor]
+    clips: list[Clip]
+    skipped: dict[str, str]
+    train: list[int]  # indices into features/clips
+    validation: list[int]
+    compare: dict[str, list[int]]
+    others_train: list[int]  # non-target clips (a background model of the other classes)
+    others_val: list[int]
+
+
+def _prepare(
+    cfg: RunConfig, dataset: Dataset, parts: Split, featurizer: Featurizer, use_cache: bool
+) -> _Prepared:
+    """Featurize (one extract call) the training classes' train and validation clips and
+    up to :data:`MAX_COMPARE_CLIPS` non-test clips of each compared class."""
+    target = cfg.data.target
+    every = _trains_on_every_class(cfg)
+    trained_on = set(dataset.labels) if every else {target}
+    train = [c for c in parts.train if c.label in trained_on]
+    validation = [c for c in parts.validation if c.label in trained_on]
+    compared = compare_labels(cfg, dataset.labels)
+    others = cfg.score.background_data in ("others", "both")
+    wanted = set(dataset.labels) - {target} if others else set(compared)
+    extra = [] if every else [c for c in parts.train + parts.validation if c.label in wanted]
+    features, kept, skipped = featurize(featurizer, train + validation + extra, use_cache=use_cache)
+    index = {id(c): i for i, c in enumerate(kept)}
+    pick = lambda clips: [index[id(c)] for c in clips if id(c) in index]  # noqa: E731
+    train_ids, val_ids = pick(train), pick(validation)
+    pool = train_ids + val_ids if every else pick(extra)
+    others_train = [i for i in pick(parts.train) if kept[i].label != target] if others else []
+    others_val = [i for i in pick(parts.validation) if kept[i].label != target] if others else []
+    compare = {
+        label: [i for i in pool if kept[i].label == label][:MAX_COMPARE_CLIPS] for label in compared
+    }
+    n_train = sum(kept[i].label == target for i in train_ids)
+    n_val = sum(kept[i].label == target for i in val_ids)
+    if n_train < 2 or n_val < MIN_REFERENCE:
+        raise DataError(
+            f"too few readable clips of class {target!r}: {n_train} training and {n_val} "
+            f"validation ({len(skipped)} skipped)"
+        )
+    return _Prepared(features, kept, skipped, train_ids, val_ids, compare, others_train, others_val)
+
+
+def train_model(
+    cfg: RunConfig,
+    dataset: Dataset,
+    parts: Split,
+    *,
+    use_cache: bool = True,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[EpochStats, dict[str, float]], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[TrainedModel, FitSummary]:
+    """Fit the configured model on ``parts.train`` and calibrate it on the target.
+
+    A one-class model trains on the target's clips, a conditional one on every class's
+    (each under its own label). Early stopping uses the same classes' validation clips;
+    the calibration uses the chosen score (``score.method``) of the target's validation
+    clips. After every epoch the mean ``log p(x | target)`` of each compared class
+    (``cfg.data.compare``, default all other classes; at most :data:`MAX_COMPARE_CLIPS` of
+    their non-test clips) is added to the history as ``ll_<label>``: the comparison table of
+    the original experiment.
+
+    Args:
+        cfg: The run configuration.
+        dataset: The discovered data set (for the class list).
+        parts: The split to train on.
+        use_cache: Use the on-disk feature cache.
+        checkpoint_path: Save a resumable checkpoint there after every epoch.
+        resume: Continue from ``checkpoint_path``.
+        on_epoch: Called with each epoch's stats and its comparison columns.
+        progress: Called with ``(steps done, step budget)``.
+
+    Returns:
+        The trained model and a summary.
+
+    Raises:
+        DataError: Unknown target class, or too few target clips to train or calibrate.
+        ConfigError: Settings the family does not take, or features it cannot model.
+        TrainingError: A non-finite loss.
+    """
+    start = time.perf_counter()
+    _check_parts(cfg, dataset, parts)
+    cfg.score.resolve(_trains_on_every_class(cfg))  # a posterior needs a conditional model
+    featurizer = featurizer_from_config(cfg.features.featurizer_config())
+    every = _trains_on_every_class(cfg)
+    classes = list(dataset.labels) if every else [cfg.data.target]
+    conditioned_on = len(classes) if every else 0
+    build(cfg, _spec(cfg, featurizer, conditioned_on, width=8))  # bad settings fail here, fast
+    if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
+        if cfg.features.name != "stft":
+            raise ConfigError(
+                "train.augment_warp / train.augment_stretch warp log-mel frames: they need "
+                f"features.name=stft, got {cfg.features.name!r}"
+            )
+    data = _prepare(cfg, dataset, parts, featurizer, use_cache)
+    index = {label: i for i, label in enumerate(classes)}
+    train_x = [data.features[i] for i in data.train]
+    spec = _spec(cfg, featurizer, conditioned_on, width=longest(train_x))
+
+    torch.manual_seed(cfg.train.seed)
+    items, lengths = arrange(data.features, spec)
+    train_items = [items[i] for i in data.train]
+    mean, std = feature_statistics(train_items, spec, [lengths[i] for i in data.train])
+    other = len(classes) if cfg.score.other_class else None  # index of the "_other" class
+    if other is not None:
+        classes = [*classes, OTHER_CLASS]
+        spec = replace(spec, classes=len(classes))
+    model = Standardized(build(cfg, spec), spec, mean, std)
+
+    def clip_set(ids: list[int], label: int | None = None) -> ClipSet:
+        labels = [index[data.clips[i].label] if label is None else label for i in ids]
+        return ClipSet([items[i] for i in ids], labels, [lengths[i] for i in ids])
+
+    def perturbed(ids: list[int], label: int | None = None) -> Perturbed:
+        rate = cfg.score.perturb_rate
+        return Perturbed(clip_set(ids), rate, mean, std, spec.levels, label)
+
+    train_set: TorchDataset = clip_set(data.train)
+    train_ids = list(data.train)
+    if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
+        if spec.kind != "sequence":
+            raise ConfigError("train.augment_* warps frame sequences; this model takes images")
+        train_set = AugmentedSequences(
+            train_set,
+            warp=cfg.train.augment_warp,
+            stretch=cfg.train.augment_stretch,
+            cmvn=cfg.features.cmvn,
+        )
+    by_length = sorted(data.validation, key=lambda i: lengths[i])
+    val_set: TorchDataset = clip_set(by_length)
+    if other is not None:  # the explicit background class: perturbed clips of every class
+        train_set = ConcatDataset([train_set, perturbed(data.train, other)])
+        val_set = ConcatDataset([val_set, perturbed(by_length, other)])
+        train_ids += data.train
+    target_label = index[cfg.data.target]
+    compare_sets = {
+        label: clip_set(sorted(ids, key=lambda i: lengths[i]), target_label)
+        for label, ids in data.compare.items()
+        if ids
+    }
+
+    def epoch_columns(stats: EpochStats) -> dict[str, float]:
+        columns = {
+            f"ll_{label}": float(
+                log_likelihoods(model, clips, batch_size=256, collate_fn=collate).mean()
+            )
+            for label, clips in compare_sets.items()
+        }
+        if on_epoch is not None:
+            on_epoch(stats, columns)
+        return columns
+
+    sequence = spec.kind == "sequence"
+    result = fit(
+        model,
+        train_set,
+        val_set,
+        cfg.train,
+        checkpoint_path=checkpoint_path,
+        resume=resume,
+        on_epoch=epoch_columns,
+        progress=progress,
+        collate_fn=collate,
+        lengths=[lengths[i] for i in train_ids] if sequence else None,
+    )
+    model = model.cpu().eval()
+    target = cfg.data.target
+    is_target = [i for i in data.train if data.clips[i].label == target]
+    typical = float(
+        clip_scores(
+            model, spec, classes, target, [data.features[i] for i in is_target]
+        ).nats_per_step.mean()
+    )
+    background = None
+    if cfg.score.background_data != "none":
+        background = _fit_background(
+            cfg, spec, mean, std, data, clip_set, perturbed, lengths, progress
+        )
+    val_target = [data.features[i] for i in data.validation if data.clips[i].label == target]
+    scores = clip_scores(
+        model, spec, classes, target, val_target, background=background, typical=typical
+    )
+    calibration = calibrate(
+        -scores.score(cfg.score.resolve(model.conditional)),
+        cfg.calibration.target_fpr,
+        method=cfg.calibration.method,
+    )
+    trained = TrainedModel(model, featurizer, calibration, cfg, spec, classes, background, typical)
+    n_train, n_val = len(data.train), len(data.validation)
+    summary = FitSummary(result, n_train, n_val, time.perf_counter() - start, data.skipped)
+    return trained, summary
+
+
+def background_config(cfg: RunConfig) -> RunConfig:
+    """The run config of the likelihood ratio's background model: the same family and size,
+    not conditioned on the class (a family with a ``conditional`` setting has it off)."""
+    settings = cfg.model.settings
+    if hasattr(settings, "conditional"):
+        settings = replace(settings, conditional=False)
+    return replace(cfg, model=replace(cfg.model, settings=settings))
+
+
+def _fit_background(
+    cfg: RunConfig,
+    spec: InputSpec,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    data: _Prepared,
+    clip_set: Callable[..., ClipSet],
+    perturbed: Callable[..., Perturbed],
+    lengths: list[int],
+    progress: Callable[[int, int], None] | None,
+) -> Standardized:
+    """Fit the background model (``score.background``): the same family on perturbed
+    target clips (a fresh perturbation every epoch), on the other classes' clips, or both;
+    standardised like the main model so that the two log-likelihoods compare."""
+    target = cfg.data.target
+    train_ids = [i for i in data.train if data.clips[i].label == target]
+    val_ids = [i for i in data.validation if data.clips[i].label == target]
+    kind = cfg.score.background_data
+    parts_train: list[TorchDataset] = []
+    parts_val: list[TorchDataset] = []
+    used_train: list[int] = []
+    if kind in ("perturbed", "both"):
+        parts_train.append(perturbed(train_ids, 0))
+        parts_val.append(perturbed(val_ids, 0))
+        used_train += train_ids
+    if kind in ("others", "both"):
+        if not data.others_train or not data.others_val:
+            raise DataError("score.background=others needs clips of other classes to train on")
+        parts_train.append(clip_set(data.others_train, 0))
+        parts_val.append(clip_set(data.others_val, 0))
+        used_train += data.others_train
+    one_class = replace(spec, classes=0)
+    background_cfg = background_config(cfg)
+    model = Standardized(build(background_cfg, one_class), one_class, mean, std)
+    torch.manual_seed(cfg.train.seed + 1)
+    fit(
+        model,
+        ConcatDataset(parts_train),
+        ConcatDataset(parts_val),
+        cfg.train,
+        progress=progress,
+        collate_fn=collate,
+        lengths=[lengths[i] for i in used_train] if spec.kind == "sequence" else None,
+    )
+    return model.cpu().eval()
