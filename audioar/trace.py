@@ -1,10 +1,9 @@
-"""Per-step traces: where in a clip the model was surprised, and clip scores made from them.
+"""Per-step traces: where in a clip the model was surprised, and the files that keep them.
 
 ``Standardized.log_prob_steps`` gives one log-likelihood per step (a vector's single step,
-a frame or sample of a sequence, a column of a spectrogram image); :func:`aggregate` turns
-such a trace into one log-likelihood-like number per clip, :func:`clip_traces` computes the
-traces of clips (under the target class for a class-conditional model), and the rest
-writes them:
+a frame or sample of a sequence, a column of a spectrogram image); :func:`clip_traces`
+computes the traces of clips (under the target class for a class-conditional model), and
+the rest writes them:
 
 * ``audioar score --trace DIR``: one CSV per clip, ``step,time_s,log_likelihood``
   (:func:`trace_file_name`, :func:`write_trace_csv`), and ``DIR/index.csv``;
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from audioar.errors import AudioError, ConfigError, DataError, RunFormatError
+from audioar.errors import AudioError, RunFormatError
 
 if TYPE_CHECKING:
     from audioar.data import Clip
@@ -44,8 +43,6 @@ if TYPE_CHECKING:
     from audioar.run import TrainedModel
 
 __all__ = [
-    "AGGREGATIONS",
-    "aggregate",
     "clip_traces",
     "step_seconds",
     "ONE_STEP_NOTE",
@@ -70,86 +67,6 @@ ONE_STEP_NOTE = (
 )
 #: Format version of ``traces.npz``.
 TRACES_VERSION = 1
-
-AGGREGATIONS = ("sum", "mean", "max", "topk", "quantile")
-
-
-def aggregate(
-    step_log_likelihoods: Tensor,
-    mask: Tensor | None = None,
-    how: str = "sum",
-    *,
-    k: int = 10,
-    q: float = 0.05,
-) -> Tensor:
-    """Turn per-step log-likelihoods into one log-likelihood-like value per clip.
-
-    Higher stays *more normal* for every choice, so ``-aggregate(...)`` is the anomaly score:
-
-    * ``sum``: total log-likelihood of the valid steps (the clip's log-likelihood when the
-      steps are the model's autoregressive factors);
-    * ``mean``: mean per valid step (nats per step; compares clips of different lengths);
-    * ``max``: named for the anomaly score it gives -- the log-likelihood of the *most
-      surprising* step, i.e. the minimum per-step log-likelihood;
-    * ``topk``: mean log-likelihood of the ``k`` most surprising (lowest) valid steps (all
-      valid steps when a clip has fewer than ``k``);
-    * ``quantile``: the ``q``-quantile of the valid per-step log-likelihoods counted from the
-      low end (``q=0.05``: 5 % of steps are more surprising), linear interpolation as
-      ``torch.quantile``.
-
-    Args:
-        step_log_likelihoods: ``(batch, time)`` per-step or per-frame log-likelihoods (nats).
-        mask: ``(batch, time)`` bool, True on valid steps; ``None`` (default): all valid.
-            Padded steps never count, whatever value they hold.
-        how: One of ``sum, mean, max, topk, quantile``. Default: ``"sum"``.
-        k: Steps averaged by ``topk``. Default: 10.
-        q: Quantile for ``quantile``, in ``[0, 1]``. Default: 0.05.
-
-    Returns:
-        ``(batch,)`` aggregated log-likelihoods.
-
-    Raises:
-        ConfigError: Unknown ``how`` or bad ``k``/``q``.
-        DataError: Wrong shapes, or a clip with no valid step.
-    """
-    x = step_log_likelihoods
-    if how not in AGGREGATIONS:
-        raise ConfigError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
-    if x.dim() != 2:
-        raise DataError(f"step log-likelihoods must be (batch, time), got shape {tuple(x.shape)}")
-    if mask is None:
-        mask = torch.ones_like(x, dtype=torch.bool)
-    if mask.shape != x.shape:
-        raise DataError(f"mask shape {tuple(mask.shape)} differs from {tuple(x.shape)}")
-    mask = mask.to(torch.bool)
-    counts = mask.sum(dim=1)
-    if x.shape[0] and int(counts.min()) == 0:
-        row = int(torch.nonzero(counts == 0)[0])
-        raise DataError(f"clip {row} has no valid step to aggregate")
-    if how == "sum":
-        return torch.where(mask, x, 0).sum(dim=1)
-    if how == "mean":
-        return torch.where(mask, x, 0).sum(dim=1) / counts
-    if how == "max":
-        return torch.where(mask, x, math.inf).amin(dim=1)
-    # topk and quantile work on each row's valid values sorted ascending (padding -> +inf last).
-    ordered = torch.where(mask, x, math.inf).sort(dim=1).values
-    if how == "topk":
-        if k < 1:
-            raise ConfigError(f"topk needs k >= 1, got {k}")
-        kk = min(k, x.shape[1])
-        taken = torch.clamp(counts, max=kk)
-        keep = torch.arange(kk, device=x.device)[None, :] < taken[:, None]
-        return torch.where(keep, ordered[:, :kk], 0).sum(dim=1) / taken
-    if not 0.0 <= q <= 1.0:
-        raise ConfigError(f"quantile needs 0 <= q <= 1, got {q}")
-    position = q * (counts - 1).to(x.dtype)
-    low = position.floor().long()
-    high = position.ceil().long()
-    frac = position - low.to(x.dtype)
-    lo_val = ordered.gather(1, low[:, None])[:, 0]
-    hi_val = ordered.gather(1, high[:, None])[:, 0]
-    return lo_val + frac * (hi_val - lo_val)
 
 
 # --------------------------------------------------------------------------- traces

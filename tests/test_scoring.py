@@ -1,4 +1,4 @@
-"""Scoring: batched log-likelihoods, the per-clip scores, aggregation, calibration, p-values."""
+"""Scoring: batched log-likelihoods, the per-clip scores, calibration, p-values."""
 
 import json
 import math
@@ -6,15 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from audioar.batches import log_likelihoods
 from audioar.calibration import Calibration, calibrate
 from audioar.errors import ConfigError, DataError, TrainingError
 from audioar.scoring import ClipScores
-from audioar.trace import aggregate
 
 
 class NormedGaussian(nn.Module):
@@ -51,66 +48,6 @@ def test_log_likelihoods_eval_mode_batching_and_order():
 def test_log_likelihoods_checks_the_model_output_shape():
     with pytest.raises(TrainingError, match="expected \\(4,\\)"):
         log_likelihoods(Broken(), torch.randn(4, 3))
-
-
-def reference_aggregate(x: Tensor, mask: Tensor, how: str, k: int, q: float) -> Tensor:
-    """Plain per-row reference for aggregate()."""
-    out = []
-    for row, valid in zip(x, mask, strict=True):
-        v = row[valid]
-        if how == "sum":
-            out.append(v.sum())
-        elif how == "mean":
-            out.append(v.mean())
-        elif how == "max":
-            out.append(v.min())
-        elif how == "topk":
-            out.append(v.sort().values[:k].mean())
-        else:
-            out.append(torch.quantile(v, q))
-    return torch.stack(out)
-
-
-@settings(deadline=None, max_examples=25)
-@given(
-    seed=st.integers(0, 10_000),
-    batch=st.integers(1, 5),
-    time=st.integers(1, 12),
-    k=st.integers(1, 15),
-    q=st.floats(0.0, 1.0),
-)
-def test_aggregate_matches_the_per_row_reference(seed, batch, time, k, q):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, time, generator=g, dtype=torch.float64) * 10
-    lengths = torch.randint(1, time + 1, (batch,), generator=g)
-    mask = torch.arange(time)[None, :] < lengths[:, None]
-    padded = torch.where(mask, x, torch.tensor(1e9, dtype=x.dtype))  # padding must not count
-    for how in ("sum", "mean", "max", "topk", "quantile"):
-        got = aggregate(padded, mask, how, k=k, q=q)
-        torch.testing.assert_close(got, reference_aggregate(x, mask, how, k, q), msg=how)
-
-
-def test_aggregate_sign_convention_and_defaults():
-    steps = torch.tensor([[-1.0, -2.0, -10.0, -3.0]])
-    assert aggregate(steps).item() == -16.0  # sum by default
-    assert aggregate(steps, how="mean").item() == -4.0
-    assert aggregate(steps, how="max").item() == -10.0  # the most surprising step
-    assert aggregate(steps, how="topk", k=2).item() == -6.5
-    assert aggregate(steps, how="quantile", q=0.0).item() == -10.0
-    mask = torch.tensor([[True, True, False, True]])
-    assert aggregate(steps, mask, how="max").item() == -3.0
-
-
-def test_aggregate_errors():
-    x = torch.zeros(2, 3)
-    with pytest.raises(ConfigError, match="choose one of"):
-        aggregate(x, how="median")
-    with pytest.raises(DataError, match="clip 1 has no valid step"):
-        aggregate(x, torch.tensor([[True, False, False], [False, False, False]]))
-    with pytest.raises(DataError, match="batch, time"):
-        aggregate(torch.zeros(3))
-    with pytest.raises(ConfigError):
-        aggregate(x, how="quantile", q=1.5)
 
 
 def test_empirical_threshold_gives_the_target_fpr_on_fresh_normal_data():

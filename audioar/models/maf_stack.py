@@ -73,8 +73,6 @@ __all__ = ["FlowStack", "Evaluation", "BufferPool", "maf_stack"]
 
 _SIMPLE_ORDERS = ("natural", "reverse")
 _T = TypeVar("_T")
-# References to a storage, counted by PyTorch (private: there is no public use count).
-_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 
 
 class BufferPool:
@@ -84,19 +82,14 @@ class BufferPool:
     an evaluation or a backward pass, or (the saved inputs of a training step) when the
     graph that saved it is freed. Each call takes its own, so threads sharing a model never
     write into each other's. A buffer carries what was made from it (views, bound
-    products: :meth:`Buffer.derive`), kept while the same key asks for it.
-
-    The weight gradients are handed out (autograd makes them the parameters' ``.grad``)
-    and may be held for as long as the caller likes: :meth:`take_unshared` hands such a
-    buffer out again only once nothing else refers to its memory.
+    products: :meth:`Buffer.derive`), kept while the same key asks for it. The weight
+    gradients are not pooled: they become the parameters' ``.grad``, which callers keep.
     """
 
     _KEEP = 4  # free buffers kept, at most
-    _LENT = 2  # handed-out buffers watched, at most
 
     def __init__(self) -> None:
         self._free: list[Buffer] = []
-        self._lent: list[Tensor] = []
         self._lock = threading.Lock()
 
     def take(self, kind: str, numel: int, like: Tensor) -> Buffer:
@@ -124,31 +117,6 @@ class BufferPool:
     def give_when_freed(self, owner: object, buffer: Buffer) -> None:
         """Give ``buffer`` back once ``owner`` (an autograd node's context) is gone."""
         weakref.finalize(owner, self.give, buffer)
-
-    def take_unshared(self, numel: int, like: Tensor) -> Tensor:
-        """A flat tensor whose views the caller hands out: one handed out before if nothing
-        holds its memory any more (not the parameters' ``.grad``, not a caller's
-        reference, not a view of either), else a new one.
-
-        Reuse spares the allocator the megabytes a training step's weight gradients need
-        afresh, and the page faults when that memory went back to the system in between.
-        It needs PyTorch's count of a storage's references, which only a private function
-        gives; without it every call gets a new tensor.
-        """
-        if _USE_COUNT is None:
-            return like.new_empty(numel)
-        with self._lock:
-            for tensor in self._lent:
-                same = tensor.numel() == numel and tensor.dtype == like.dtype
-                # Two references when free: the tensor and the storage object asked here.
-                if same and tensor.device == like.device:
-                    if _USE_COUNT(tensor.untyped_storage()._cdata) == 2:
-                        return tensor
-            tensor = like.new_empty(numel)
-            self._lent.append(tensor)
-            if len(self._lent) > self._LENT:
-                del self._lent[0]
-            return tensor
 
     def __deepcopy__(self, memo: dict) -> BufferPool:
         return BufferPool()  # a copy's buffers are its own
@@ -649,7 +617,8 @@ def _weight_grads(stack: FlowStack, grads: list[Tensor], inputs: list[Tensor]) -
     """The MADE weight gradients, in the order of the node's weight inputs.
 
     ``grads`` and ``inputs`` are the ``(flows, units, batch)`` layer output gradients and
-    inputs. All are views of one tensor (:meth:`BufferPool.take_unshared`).
+    inputs. All are views of one new tensor: autograd makes them the parameters' ``.grad``,
+    which callers may keep.
     Shared masks: one ``(flows, rows, col_end)`` gradient per layer and block, one batched
     product each; otherwise per flow, layer and block ``(rows, col_end)``.
     """
@@ -658,7 +627,7 @@ def _weight_grads(stack: FlowStack, grads: list[Tensor], inputs: list[Tensor]) -
     if stack.shared:
         shapes = [[(flows, r1 - r0, c1) for r0, r1, _, c1 in layer.blocks] for layer in layers[0]]
         sizes = [a * b * c for layer in shapes for a, b, c in layer]
-        chunks = iter(stack.buffers.take_unshared(sum(sizes), grads[0]).split(sizes))
+        chunks = iter(grads[0].new_empty(sum(sizes)).split(sizes))
         result = []
         for i, layer_shapes in enumerate(shapes):
             outs = [next(chunks).view(shape) for shape in layer_shapes]
@@ -669,7 +638,7 @@ def _weight_grads(stack: FlowStack, grads: list[Tensor], inputs: list[Tensor]) -
         for flow_layers in layers
     ]
     sizes = [r * c for flow in shapes_t for layer in flow for r, c in layer]
-    chunks = iter(stack.buffers.take_unshared(sum(sizes), grads[0]).split(sizes))
+    chunks = iter(grads[0].new_empty(sum(sizes)).split(sizes))
     result = []
     for t, flow_shapes in enumerate(shapes_t):
         for i, layer_shapes in enumerate(flow_shapes):
