@@ -20,7 +20,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,7 @@ from torch import Tensor, nn
 
 from audioar.errors import ConfigError, DataError
 from audioar.layers.masked_linear import MaskedLinear
-from audioar.models.contract import InputSpec
-from audioar.models.ordered import OrderedVectorModel, check_levels
+from audioar.models.ordered import OrderedVectorModel
 
 __all__ = ["FVSBN", "FVSBNConfig", "FVSBN_OUTPUTS"]
 
@@ -75,6 +74,8 @@ class FVSBN(OrderedVectorModel):
     Config = FVSBNConfig
     #: Real-valued audio features need the Gaussian output when no recipe says.
     presets = {name: ["model.output=gaussian"] for name in ("segments", "fft", "stft")}
+    family_name = "fvsbn"
+    real_output = "gaussian"
 
     def __init__(
         self,
@@ -98,25 +99,6 @@ class FVSBN(OrderedVectorModel):
             self.log_scale = nn.Parameter(torch.zeros(features))
         else:
             self.register_parameter("log_scale", None)
-
-    @classmethod
-    def from_config(cls, cfg: FVSBNConfig, features: int) -> FVSBN:
-        """Build an FVSBN over ``features`` dimensions from an :class:`FVSBNConfig`."""
-        return cls(features, **asdict(cfg))
-
-    @classmethod
-    def from_spec(cls, cfg: FVSBNConfig, spec: InputSpec) -> FVSBN:
-        """The FVSBN for one feature vector per clip: binary (``bernoulli``, ``spec.levels``
-        0 or 2) or real-valued (``gaussian``, ``spec.levels == 0``).
-
-        Raises:
-            ConfigError: Features that are not one vector per clip, or codes the output
-                cannot model.
-        """
-        if spec.kind != "vector":
-            raise ConfigError(f"model fvsbn needs one feature vector per clip, got {spec.kind}s")
-        check_levels("fvsbn", cfg.output, spec.levels, real_output="gaussian")
-        return cls.from_config(cfg, spec.size)
 
     # -------------------------------------------------------------- likelihood
     def _steps_sorted(self, xs: Tensor) -> Tensor:

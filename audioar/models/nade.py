@@ -21,16 +21,15 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError, DataError
-from audioar.models.contract import InputSpec
 from audioar.models.made import mixture_log_prob, soft_clamp
-from audioar.models.ordered import OrderedVectorModel, check_levels
+from audioar.models.ordered import OrderedVectorModel
 
 __all__ = ["NADE", "NADEConfig", "NADE_OUTPUTS"]
 
@@ -82,6 +81,8 @@ class NADE(OrderedVectorModel):
     Config = NADEConfig
     #: Real-valued audio features need the mixture output (RNADE) when no recipe says.
     presets = {name: ["model.output=mog"] for name in ("segments", "fft", "stft")}
+    family_name = "nade"
+    real_output = "mog"
 
     def __init__(
         self,
@@ -125,25 +126,6 @@ class NADE(OrderedVectorModel):
             self.rho = nn.Parameter(torch.ones(features))
         else:
             self.register_parameter("rho", None)
-
-    @classmethod
-    def from_config(cls, cfg: NADEConfig, features: int) -> NADE:
-        """Build a NADE over ``features`` dimensions from a :class:`NADEConfig`."""
-        return cls(features, **asdict(cfg))
-
-    @classmethod
-    def from_spec(cls, cfg: NADEConfig, spec: InputSpec) -> NADE:
-        """The NADE for one feature vector per clip: binary (``bernoulli``, ``spec.levels``
-        0 or 2) or real-valued (``mog``, ``spec.levels == 0``).
-
-        Raises:
-            ConfigError: Features that are not one vector per clip, or codes the output
-                cannot model.
-        """
-        if spec.kind != "vector":
-            raise ConfigError(f"model nade needs one feature vector per clip, got {spec.kind}s")
-        check_levels("nade", cfg.output, spec.levels, real_output="mog")
-        return cls.from_config(cfg, spec.size)
 
     # ----------------------------------------------------------------- network
     def hidden(self, xs: Tensor) -> Tensor:

@@ -8,11 +8,15 @@ already in generation order; :meth:`log_prob_steps` and :meth:`log_prob` follow 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from audioar.errors import ConfigError, DataError
 from audioar.layers.masks import input_degrees
+from audioar.models.contract import InputSpec
 
 __all__ = ["OrderedVectorModel", "check_levels"]
 
@@ -22,10 +26,33 @@ class OrderedVectorModel(nn.Module):
 
     inputs = ("vector",)
     conditional = False
+    family_name: str  # the registry's name, for messages
+    real_output: str  # the output for real-valued data, suggested when binary is asked
 
     features: int
     perm: Tensor
     inv_perm: Tensor
+
+    @classmethod
+    def from_config(cls, cfg: Any, features: int) -> OrderedVectorModel:
+        """The model over ``features`` dimensions with the settings of ``cfg`` (the family's
+        ``Config``)."""
+        return cls(features, **asdict(cfg))
+
+    @classmethod
+    def from_spec(cls, cfg: Any, spec: InputSpec) -> OrderedVectorModel:
+        """The model for one feature vector per clip: binary (``bernoulli``, ``spec.levels``
+        0 or 2) or real-valued (the family's real output, ``spec.levels == 0``).
+
+        Raises:
+            ConfigError: Features that are not one vector per clip, or codes the output
+                cannot model.
+        """
+        name = cls.family_name
+        if spec.kind != "vector":
+            raise ConfigError(f"model {name} needs one feature vector per clip, got {spec.kind}s")
+        check_levels(name, cfg.output, spec.levels, real_output=cls.real_output)
+        return cls.from_config(cfg, spec.size)
 
     def set_order(
         self, features: int, order: str | list[int] | Tensor, generator: torch.Generator
