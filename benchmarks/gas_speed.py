@@ -23,7 +23,9 @@ import os
 import statistics
 import time
 
+import flow_peers
 import torch
+from flow_peers import peer
 
 from audioar.models import MAF
 
@@ -32,46 +34,14 @@ GAS_TRAIN, GAS_VALIDATION = 852_174, 94_685
 
 
 def build(name, device):
-    torch.manual_seed(0)
     if name == "audioar":
+        torch.manual_seed(0)
         return MAF(FEATURES, FLOWS, HIDDEN, "tanh", batch_norm=True).to(device)
-    if name == "zuko":
-        import zuko
-
-        return zuko.flows.MAF(
-            FEATURES, 0, transforms=FLOWS, hidden_features=HIDDEN, activation=torch.nn.Tanh
-        ).to(device)
-    from nflows.flows.autoregressive import MaskedAutoregressiveFlow
-
-    # num_blocks_per_layer=1: nflows' MADE = initial layer + 1 block + output = 2 hidden layers.
-    return MaskedAutoregressiveFlow(
-        FEATURES,
-        HIDDEN[0],
-        FLOWS,
-        num_blocks_per_layer=1,
-        use_residual_blocks=False,
-        batch_norm_between_layers=True,
-        activation=torch.tanh,
-    ).to(device)
-
-
-def log_prob(name, model, x):
-    return model().log_prob(x) if name == "zuko" else model.log_prob(x)
+    return peer(name, FEATURES, FLOWS, HIDDEN, device)
 
 
 def time_train(name, model, opt, data, steps, device):
-    model.train()
-    n_batches = len(data) // BATCH
-    start = time.perf_counter()
-    for i in range(steps):
-        x = data[(i % n_batches) * BATCH :][:BATCH]
-        loss = -log_prob(name, model, x).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * BATCH / (time.perf_counter() - start)
+    return flow_peers.time_train(name, model, opt, data, steps, device, BATCH)
 
 
 def time_fit_epoch(rows, device, threads):

@@ -30,10 +30,11 @@ import os
 import statistics
 import time
 
+import flow_peers
 import torch
+from flow_peers import log_prob, peer, sync
 
 from audioar.models import MAF
-from audioar.train import optimizer_step
 
 FEATURES, FLOWS, HIDDEN, BATCH = 257, 10, (512, 512), 100
 
@@ -45,28 +46,7 @@ def build(name, device, num_blocks=None):
         model = MAF(FEATURES, FLOWS, HIDDEN, "tanh", batch_norm=(name != "audioar-nobn"), **blocks)
         model.block_sparse = name != "audioar-ref"
         return model.to(device)
-    if name == "zuko":
-        import zuko
-
-        return zuko.flows.MAF(
-            FEATURES, 0, transforms=FLOWS, hidden_features=HIDDEN, activation=torch.nn.Tanh
-        ).to(device)
-    from nflows.flows.autoregressive import MaskedAutoregressiveFlow
-
-    # num_blocks_per_layer=1: nflows' MADE = initial layer + 1 block + output = 2 hidden layers.
-    return MaskedAutoregressiveFlow(
-        FEATURES,
-        HIDDEN[0],
-        FLOWS,
-        num_blocks_per_layer=1,
-        use_residual_blocks=False,
-        batch_norm_between_layers=True,
-        activation=torch.tanh,
-    ).to(device)
-
-
-def log_prob(name, model, x):
-    return model().log_prob(x) if name == "zuko" else model.log_prob(x)
+    return peer(name, FEATURES, FLOWS, HIDDEN, device)
 
 
 def sample(name, model, n):
@@ -82,23 +62,8 @@ def x_device(model):
     return next(model.parameters()).device
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_train(name, model, opt, data, steps, device, amp):
-    model.train()
-    start = time.perf_counter()
-    for i in range(steps):
-        x = data[(i % (len(data) // BATCH)) * BATCH :][:BATCH]
-        with torch.autocast(device.type, enabled=amp, dtype=torch.bfloat16):
-            loss = -log_prob(name, model, x).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer_step(opt)
-    sync(device)
-    return steps * BATCH / (time.perf_counter() - start)
+    return flow_peers.time_train(name, model, opt, data, steps, device, BATCH, amp)
 
 
 def time_log_prob(name, model, data, steps, device, amp, batch=BATCH):

@@ -22,7 +22,11 @@ __all__ = ["OrderedVectorModel", "check_levels"]
 
 
 class OrderedVectorModel(nn.Module):
-    """Base of a one-class density over vectors ``(batch, features)`` in a fixed order."""
+    """Base of a one-class density over vectors ``(batch, features)`` in a fixed order.
+
+    Subclasses define ``_steps_sorted(xs) -> (batch, features)``: the per-dimension
+    log-likelihoods of ``xs`` already in generation order.
+    """
 
     inputs = ("vector",)
     conditional = False
@@ -71,10 +75,6 @@ class OrderedVectorModel(nn.Module):
     def from_generation_order(self, xs: Tensor) -> Tensor:
         """Inverse of :meth:`to_generation_order`."""
         return xs.index_select(1, self.inv_perm)
-
-    def _steps_sorted(self, xs: Tensor) -> Tensor:
-        """Per-dimension log-likelihoods ``(batch, features)`` of ``xs`` in generation order."""
-        raise NotImplementedError
 
     def _check(self, x: Tensor, context: Tensor | None) -> Tensor:
         if context is not None:
