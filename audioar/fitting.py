@@ -123,10 +123,11 @@ def _spec(
     cfg: RunConfig, featurizer: Featurizer, classes: int, width: int | None = None
 ) -> InputSpec:
     """The input spec; an image width comes from ``features.frames``, the featurizer's fixed
-    length, or ``width`` (the longest training clip)."""
+    number of frames, or ``width`` (the longest training clip)."""
     fixed = cfg.features.frames
-    if fixed is None and featurizer.num_samples:
-        fixed = featurizer.output_shape(featurizer.num_samples)[0]
+    shape = featurizer.feature_shape
+    if fixed is None and len(shape) == 2:  # frames of a fixed count (seconds, stretch_frames)
+        fixed = shape[0]
     return input_spec(featurizer, cfg.model.family, cfg.model.name, classes, fixed or width)
 
 
@@ -269,8 +270,8 @@ def train_model(
     train_set: TorchDataset = clip_set(data.train)
     train_ids = list(data.train)
     if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
-        if spec.kind != "sequence":
-            raise ConfigError("train.augment_* warps frame sequences; this model takes images")
+        if spec.kind == "vector":
+            raise ConfigError("train.augment_* warps frames; this model takes vectors")
         train_set = AugmentedSequences(
             train_set,
             warp=cfg.train.augment_warp,

@@ -1,4 +1,4 @@
-"""Frame augmentation for the frame WaveNet: VTLP bin warp, tempo stretch, the dataset, config."""
+"""Frame augmentation (frame WaveNet, PixelCNN images): VTLP bin warp, tempo stretch, config."""
 
 import numpy as np
 import pytest
@@ -88,6 +88,34 @@ def test_dataset_draws_fresh_seeded_warps_and_renormalises():
     for bad in ({"warp": 1.0}, {"stretch": -0.1}, {"cmvn": "l2"}):
         with pytest.raises(ConfigError):
             AugmentedSequences(base, **bad)
+
+
+def test_image_items_warp_their_valid_columns_and_keep_their_width():
+    rng = np.random.default_rng(2)
+    frames = torch.from_numpy(rng.normal(size=(14, 6)).astype(np.float32))  # (time, bins)
+    image = torch.zeros(1, 6, 20)
+    image[0, :, :14] = frames.t()
+    base = ClipSet([image], [3], [14])
+    plain = AugmentedSequences(base, warp=0.0, stretch=0.0)
+    x, label, length = plain[0]
+    assert torch.equal(x, image) and int(length) == 14 and int(label) == 3
+    data = AugmentedSequences(base, warp=0.2, stretch=0.3, cmvn="mean")
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(8):
+        x, _, length = data[0]
+        n = int(length)
+        seen.add(n)
+        assert x.shape == (1, 6, 20) and 1 <= n <= 20
+        assert not x[0, :, n:].any()  # columns beyond the clip stay padding
+        assert torch.allclose(x[0, :, :n].mean(dim=1), torch.zeros(6), atol=1e-5)
+    assert len(seen) > 1  # the tempo changes from draw to draw
+    torch.manual_seed(0)
+    reference = stretch_time(warp_bins(frames.double(), data._factor(0.2)), data._factor(0.3))
+    torch.manual_seed(0)
+    x, _, length = data[0]
+    want = (reference - reference.mean(0)).float()[:20]
+    torch.testing.assert_close(x[0, :, : int(length)].t(), want, atol=1e-5, rtol=1e-5)
 
 
 def test_config_fields_are_validated_and_need_frames(tmp_path):

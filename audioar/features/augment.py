@@ -1,4 +1,4 @@
-"""Random warps of training frames (sequence models): other speakers, other tempos.
+"""Random warps of training frames (sequence and image models): other speakers, tempos.
 
 A held-out speaker differs from the training speakers mostly in vocal-tract length (formants
 sit higher or lower: a stretch of the frequency axis) and in speaking rate (a stretch of the
@@ -28,24 +28,12 @@ from torch.utils.data import Dataset
 
 from audioar.errors import ConfigError
 from audioar.features.stft import check_cmvn, clip_normalize
+from audioar.features.timing import interpolate, resample_frames
 
 __all__ = ["warp_bins", "stretch_time", "AugmentedSequences"]
 
 #: Share of the bin axis (of the smaller of input and output) scaled exactly by ``alpha``.
 _VTLP_KNEE = 0.85
-
-
-def _interpolate(x: Tensor, positions: Tensor, dim: int) -> Tensor:
-    """Linear interpolation of ``x`` along ``dim`` at fractional ``positions`` (clamped)."""
-    size = x.shape[dim]
-    positions = positions.clamp(0, size - 1)
-    low = positions.floor().long().clamp(max=size - 1)
-    high = (low + 1).clamp(max=size - 1)
-    frac = (positions - low).to(x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = -1
-    frac = frac.reshape(shape)
-    return x.index_select(dim, low) * (1 - frac) + x.index_select(dim, high) * frac
 
 
 def warp_bins(frames: Tensor, alpha: float) -> Tensor:
@@ -75,7 +63,7 @@ def warp_bins(frames: Tensor, alpha: float) -> Tensor:
         j / alpha,
         knee / alpha + (j - knee) * (top - knee / alpha) / (top - knee),
     )
-    return _interpolate(frames, source, dim=-1)
+    return interpolate(frames, source, dim=-1)
 
 
 def stretch_time(frames: Tensor, alpha: float) -> Tensor:
@@ -92,22 +80,23 @@ def stretch_time(frames: Tensor, alpha: float) -> Tensor:
         raise ConfigError(f"stretch factor must be positive, got {alpha}")
     time = frames.shape[0]
     length = max(1, int(round(alpha * time)))
-    if length == time:
-        return frames
-    source = torch.linspace(0, time - 1, length, dtype=torch.float64)
-    return _interpolate(frames, source, dim=0)
+    return resample_frames(frames, length)
 
 
 class AugmentedSequences(Dataset):
     """Training items ``(frames, label, length)`` under a fresh random warp at every access.
+
+    Items are frames ``(time, bins)`` (sequence models) or spectrogram images ``(1, bins,
+    width)`` whose first ``length`` columns are the clip (image models): an image is warped
+    on its valid columns and padded or trimmed back to ``width``.
 
     Each access draws ``a ~ U(1 - warp, 1 + warp)`` for :func:`warp_bins` and
     ``s ~ U(1 - stretch, 1 + stretch)`` for :func:`stretch_time` from torch's global RNG,
     then renormalises the clip with ``cmvn`` (so a normalised clip stays normalised).
 
     Args:
-        base: Dataset of ``(frames (time, bins), label, length)`` items (e.g.
-            :class:`audioar.batches.ClipSet` of frames).
+        base: Dataset of ``(frames (time, bins) or image (1, bins, width), label, length)``
+            items (e.g. :class:`audioar.batches.ClipSet`).
         warp: Largest relative frequency warp, in ``[0, 1)``. Default 0.1.
         stretch: Largest relative tempo change, in ``[0, 1)``. Default 0.1.
         cmvn: The frames' per-clip normalisation (``none`` | ``mean`` | ``meanvar``),
@@ -141,9 +130,17 @@ class AugmentedSequences(Dataset):
         return 1.0 + spread * (2.0 * torch.rand(()).item() - 1.0)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        frames, label, _ = self.base[index]
+        item, label, length = self.base[index]
+        image = item.dim() == 3  # (1, bins, width), the valid columns first
+        frames = item[0, :, : int(length)].t() if image else item
         dtype = frames.dtype
         x = warp_bins(frames.double(), self._factor(self.warp))
         x = stretch_time(x, self._factor(self.stretch))
         x = clip_normalize(x.unsqueeze(0), self.cmvn)[0].to(dtype)
-        return x, label, torch.tensor(len(x))
+        if not image:
+            return x, label, torch.tensor(len(x))
+        width = item.shape[-1]
+        x = x[:width]
+        out = item.new_zeros(item.shape)
+        out[0, :, : len(x)] = x.t()
+        return out, label, torch.tensor(len(x))

@@ -4,6 +4,11 @@ Optionally normalised per clip (``cmvn``): each bin's mean over the clip's frame
 subtracted (cepstral-mean-normalisation style), and with ``"meanvar"`` each bin is also
 divided by its standard deviation over the clip. A fixed gain or a fixed channel/speaker
 colouring is a per-bin offset of log frames, so it cancels.
+
+Optionally with normalised timing (before ``cmvn``): ``trim_db`` keeps each clip's frames
+from the first to the last within that many dB of its loudest frame, and ``stretch_frames``
+resamples them to that many frames (every clip the same length, whatever its tempo); see
+:mod:`audioar.features.timing`.
 """
 
 from dataclasses import dataclass
@@ -13,6 +18,7 @@ from torch import Tensor
 
 from audioar.errors import ConfigError
 from audioar.features.base import (
+    LOG_FLOOR,
     Featurizer,
     check_int,
     check_seconds,
@@ -21,6 +27,7 @@ from audioar.features.base import (
     power_spectrum,
     safe_log,
 )
+from audioar.features.timing import normalize_timing
 
 __all__ = ["CMVN_MODES", "STFTConfig", "STFT", "check_cmvn", "clip_normalize"]
 
@@ -42,8 +49,10 @@ class STFTConfig:
     power: float = 1.0  # 1.0: magnitude, 2.0: power (librosa's melspectrogram uses 2.0)
     log: bool = True  # log(x + 1e-6) of the (mel) magnitudes
     seconds: float | None = None  # pad/trim every clip to this length; None keeps its length
-    flatten: bool = False  # (time * bins,) per clip; needs seconds
+    flatten: bool = False  # (time * bins,) per clip; needs seconds or stretch_frames
     cmvn: str = "none"  # per-clip normalisation of each bin: none | mean | meanvar
+    trim_db: float | None = None  # keep the frames within this many dB of the loudest
+    stretch_frames: int | None = None  # resample each clip's frames to this many
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate)
@@ -66,8 +75,22 @@ class STFTConfig:
         if not isinstance(self.log, bool) or not isinstance(self.flatten, bool):
             raise ConfigError("log and flatten must be true or false")
         self.seconds = check_seconds(self.seconds)
-        if self.flatten and self.seconds is None:
-            raise ConfigError("flatten=True needs seconds (a fixed number of frames)")
+        if self.stretch_frames is not None:
+            check_int("stretch_frames", self.stretch_frames)
+        if self.flatten and self.seconds is None and self.stretch_frames is None:
+            raise ConfigError(
+                "flatten=True needs seconds or stretch_frames (a fixed number of frames)"
+            )
+        if self.trim_db is not None:
+            if isinstance(self.trim_db, bool) or not isinstance(self.trim_db, (int, float)):
+                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
+            if not 0 < self.trim_db < float("inf"):
+                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
+            if self.stretch_frames is None:
+                raise ConfigError(
+                    "trim_db needs stretch_frames (trimmed clips are resampled to one length)"
+                )
+            self.trim_db = float(self.trim_db)
         check_cmvn(self.cmvn)
 
 
@@ -140,6 +163,11 @@ class STFT(Featurizer):
             ``"none"`` (default), ``"mean"`` (subtract the clip's mean per bin) or
             ``"meanvar"`` (also divide by the clip's standard deviation per bin); see
             :func:`clip_normalize`. With ``seconds``, the padding is part of the clip.
+        trim_db: Drop each clip's leading and trailing frames more than this many dB below
+            its loudest frame (frame power summed over the linear bins). Needs
+            ``stretch_frames``. Default None: keep them.
+        stretch_frames: Resample each clip's (trimmed) frames linearly to this many frames,
+            so every clip has the same length whatever its tempo. Default None.
 
     Shapes:
         waveform ``(time,)`` or ``(batch, time)``, lengths ``(batch,)`` -> ``(frames, bins)`` or
@@ -168,6 +196,8 @@ class STFT(Featurizer):
         win_length: int | None = None,
         power: float = 1.0,
         cmvn: str = "none",
+        trim_db: float | None = None,
+        stretch_frames: int | None = None,
     ) -> None:
         config = STFTConfig(
             sample_rate=sample_rate,
@@ -180,6 +210,8 @@ class STFT(Featurizer):
             seconds=seconds,
             flatten=flatten,
             cmvn=cmvn,
+            trim_db=trim_db,
+            stretch_frames=stretch_frames,
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
@@ -189,13 +221,25 @@ class STFT(Featurizer):
         else:
             self.mel_fbanks = None
 
+    def to_config(self) -> dict:
+        """As :meth:`Featurizer.to_config`, without the timing settings when they are off (so
+        the features and runs of earlier versions keep their cache keys and configs)."""
+        config = super().to_config()
+        for key in ("trim_db", "stretch_frames"):
+            if config[key] is None:
+                del config[key]
+        return config
+
     @property
     def num_bins(self) -> int:
         """Bins per frame: ``n_mels`` or ``n_fft // 2 + 1``."""
         return self.config.n_mels or self.config.n_fft // 2 + 1
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames for a clip of ``num_samples`` samples (after pad/trim): ``1 + L // hop``."""
+        """Frames for a clip of ``num_samples`` samples (after pad/trim): ``1 + L // hop``, or
+        ``stretch_frames`` when set."""
+        if self.config.stretch_frames is not None:
+            return self.config.stretch_frames
         if self.num_samples is not None:
             num_samples = self.num_samples
         return 1 + num_samples // self.config.hop_length
@@ -207,9 +251,10 @@ class STFT(Featurizer):
             waveform: ``(time,)`` or ``(batch, time)`` float samples, each clip starting at
                 sample 0 and zero-padded at the end.
             lengths: Optional ``(batch,)`` (or scalar for an unbatched clip) real lengths in
-                samples. Only ``cmvn`` uses them: the statistics come from the clip's own
-                ``1 + length // hop_length`` frames, and the frames beyond are 0. Ignored
-                with ``seconds`` (the window is the clip). Default None: all of it is real.
+                samples. ``cmvn``, ``trim_db`` and ``stretch_frames`` use them: they see the
+                clip's own ``1 + length // hop_length`` frames, and the frames beyond are 0.
+                Ignored with ``seconds`` (the window is the clip). Default None: all of it
+                is real.
 
         Returns:
             ``(frames, bins)`` / ``(batch, frames, bins)``, or flattened (see class doc).
@@ -233,6 +278,7 @@ class STFT(Featurizer):
                 return_complex=True,
             )
         )  # |X|², (batch, freqs, frames)
+        level_db = 10.0 * torch.log10(spec.sum(dim=1) + LOG_FLOOR)  # (batch, frames)
         if c.power == 1.0:
             spec = spec.sqrt()
         elif c.power != 2.0:
@@ -242,11 +288,15 @@ class STFT(Featurizer):
         if c.log:
             spec = safe_log(spec)
         frames = spec.transpose(1, 2)  # (batch, frames, bins)
+        counts = None
+        if lengths is not None and self.num_samples is None:
+            real = torch.as_tensor(lengths, device=x.device).reshape(-1)
+            counts = 1 + real.clamp(max=x.shape[-1]) // c.hop_length
+        if c.stretch_frames is not None:
+            if counts is None:
+                counts = torch.full((len(frames),), frames.shape[1], device=x.device)
+            frames, counts = normalize_timing(frames, level_db, counts, c.trim_db, c.stretch_frames)
         if c.cmvn != "none":
-            counts = None
-            if lengths is not None and self.num_samples is None:
-                real = torch.as_tensor(lengths, device=x.device).reshape(-1)
-                counts = 1 + real.clamp(max=x.shape[-1]) // c.hop_length
             frames = clip_normalize(frames, c.cmvn, counts)
         if c.flatten:
             frames = frames.reshape(frames.shape[0], -1)
@@ -257,7 +307,9 @@ class STFT(Featurizer):
     def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:
         """``(frames, bins)`` (``frames`` None when unknown) or ``(frames * bins,)``."""
         length = self.num_samples if self.num_samples is not None else num_samples
-        frames = None if length is None else self.num_frames(length)
+        frames = self.config.stretch_frames
+        if frames is None and length is not None:
+            frames = self.num_frames(length)
         if self.config.flatten:
             return (frames * self.num_bins,)
         return (frames, self.num_bins)

@@ -1,0 +1,315 @@
+"""The sections of a run configuration: one dataclass per recipe table, with their checks.
+
+``[data] [features] [model] [score] [train] [calibration]`` map one-to-one onto
+:class:`DataConfig`, :class:`FeatureConfig`, :class:`ModelConfig`, :class:`ScoreConfig`,
+:class:`TrainConfig` and :class:`CalibrationConfig`; :mod:`audioar.config` puts them
+together as a ``RunConfig`` and reads and writes recipes. Each section checks its own
+values when it is built (a one-line :class:`ConfigError` naming ``section.field``);
+settings that only mean something together are checked where they are used.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from audioar.errors import ConfigError
+from audioar.features.registry import FEATURIZERS
+from audioar.features.stft import CMVN_MODES
+from audioar.features.whole_window import MODES as WELCH_MODES
+from audioar.models.build import FAMILIES
+from audioar.models.build import family as model_family
+
+__all__ = [
+    "CHOICES",
+    "DataConfig",
+    "FeatureConfig",
+    "ModelConfig",
+    "ScoreConfig",
+    "TrainConfig",
+    "CalibrationConfig",
+]
+
+# Allowed values of the enumerated fields, "section.field" -> choices. Featurizer and model
+# names come from their registries; a family's own settings are checked when it is built.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "features.name": tuple(FEATURIZERS),
+    "features.mode": WELCH_MODES,
+    "features.cmvn": CMVN_MODES,
+    "model.name": tuple(FAMILIES),
+    "score.method": (
+        "auto",
+        "raw",
+        "per_step",
+        "posterior",
+        "likelihood_ratio",
+        "complexity",
+        "typicality",
+    ),
+    "score.background": ("none", "perturbed", "others", "both"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "calibration.method": ("empirical", "gamma"),
+}
+
+
+def _choice(section: str, name: str, value: str) -> None:
+    choices = CHOICES[f"{section}.{name}"]
+    if value not in choices:
+        raise ConfigError(
+            f"{section}.{name}: unknown value {value!r}; choose one of {', '.join(choices)}"
+        )
+
+
+def _positive(section: str, name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not value > 0 or not math.isfinite(value):
+        raise ConfigError(f"{section}.{name}: must be a positive number, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Which clips to train and evaluate on."""
+
+    root: str | None = None  # data folder or CSV manifest; None -> the embedded synthetic set
+    target: str = "zero"  # the "normal" class the model is trained on
+    split: str = "official"  # official | random | loso | speaker:NAME (see audioar.splits.split)
+    validation_fraction: float = 0.15  # share of the training clips held out for early stopping
+    compare: list[str] = field(
+        default_factory=list
+    )  # classes whose mean log-lik is logged per epoch
+    seed: int = 0  # seed of the random splits
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            raise ConfigError("data.target: must name a class")
+        if self.split not in ("official", "random", "loso") and not (
+            self.split.startswith("speaker:") and len(self.split) > len("speaker:")
+        ):
+            raise ConfigError(
+                f"data.split: unknown value {self.split!r}; "
+                "choose one of official, random, loso, speaker:NAME"
+            )
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"data.validation_fraction: must be between 0 and 1, got {self.validation_fraction}"
+            )
+
+
+@dataclass
+class FeatureConfig:
+    """Which featurizer turns a waveform into the model's input."""
+
+    name: str = "segments"  # segments (log-mel per time segment) | fft | stft | mulaw
+    sample_rate: int = 8000  # Hz; clips are resampled to it
+    n_fft: int = 512  # FFT size (segments, fft, stft): n_fft // 2 + 1 linear bins
+    # frame step; None -> 128 (segments), n_fft // 2 (fft), n_fft // 4 (stft)
+    hop_length: int | None = None
+    n_mels: int | None = None  # mel bands (segments, stft); None -> 32 (segments), linear (stft)
+    segments: int = 4  # segments only: equal-duration parts of each clip
+    normalize: bool = True  # segments only: divide by the clip's mean power (level invariance)
+    seconds: float | None = None  # pad/trim (trim only for segments) to this length; None keeps it
+    mode: str = "welch"  # fft only: welch (averaged periodogram) | blog (the write-up's FFT)
+    flatten: bool = False  # stft only: one (time * bins,) vector per clip (needs seconds)
+    bits: int = 8  # mulaw only: 2**bits quantization levels
+    # stft (per bin over the clip's frames) and segments (per mel band over its segments):
+    # per-clip normalisation, speaker/channel level effects cancel: none | mean (subtract
+    # the clip mean) | meanvar (stft only: and divide by the std)
+    cmvn: str = "none"
+    # stft frames for image models (pixelcnn): every clip padded/trimmed to this many frames
+    # (padding never counts); None: the featurizer's fixed length, else the longest clip
+    frames: int | None = None
+    # stft only, timing normalised per clip (audioar.features.timing): drop leading/trailing
+    # frames more than trim_db below the loudest, resample the rest to stretch_frames frames
+    trim_db: float | None = None
+    stretch_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("features", "name", self.name)
+        _choice("features", "mode", self.mode)
+        _choice("features", "cmvn", self.cmvn)
+        integers = ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments", "frames")
+        for name in (*integers, "stretch_frames"):
+            _positive("features", name, getattr(self, name), allow_none=True)
+        _positive("features", "seconds", self.seconds, allow_none=True)
+        _positive("features", "trim_db", self.trim_db, allow_none=True)
+        if not 1 <= self.bits <= 16:
+            raise ConfigError(f"features.bits: must be between 1 and 16, got {self.bits}")
+
+    def featurizer_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments of the chosen featurizer (without ``name``).
+
+        Returns:
+            For ``segments``: ``sample_rate, n_fft, hop_length, n_mels, segments, normalize,
+            seconds``; for ``fft``: ``sample_rate, n_fft, seconds, mode, hop_length``; for
+            ``stft``: ``sample_rate, n_fft, hop_length, n_mels, log=True, seconds,
+            flatten`` (+ ``cmvn`` unless ``"none"``, ``trim_db`` and ``stretch_frames``
+            when set); for ``mulaw``: ``sample_rate, bits, seconds``.
+            ``{"name": name, **kwargs}`` is what ``audioar.features.featurizer_from_config``
+            takes.
+        """
+        if self.name != "stft" and (self.trim_db is not None or self.stretch_frames is not None):
+            raise ConfigError(
+                "features.trim_db / features.stretch_frames are stft settings; "
+                f"features.name is {self.name!r}"
+            )
+        if self.name == "segments":
+            return {
+                "sample_rate": self.sample_rate,
+                "n_fft": self.n_fft,
+                "hop_length": self.hop_length or 128,
+                "n_mels": self.n_mels or 32,
+                "segments": self.segments,
+                "normalize": self.normalize,
+                "seconds": self.seconds,
+                # left out when off: the kwargs of older runs are unchanged
+                **({"cmvn": self.cmvn} if self.cmvn != "none" else {}),
+            }
+        if self.name == "fft":
+            keys = ("sample_rate", "n_fft", "seconds", "mode", "hop_length")
+        elif self.name == "stft":
+            keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "seconds", "flatten")
+        else:
+            keys = ("sample_rate", "bits", "seconds")
+        kwargs = {key: getattr(self, key) for key in keys}
+        if self.name == "stft":
+            kwargs["log"] = True
+            # left out when off: the kwargs of older runs are unchanged
+            if self.cmvn != "none":
+                kwargs["cmvn"] = self.cmvn
+            for key in ("trim_db", "stretch_frames"):
+                if getattr(self, key) is not None:
+                    kwargs[key] = getattr(self, key)
+        return kwargs
+
+    def featurizer_config(self) -> dict[str, Any]:
+        """``{"name": name, **featurizer_kwargs()}``, the dict ``featurizer_from_config`` takes."""
+        return {"name": self.name, **self.featurizer_kwargs()}
+
+
+@dataclass
+class ModelConfig:
+    """Which density-model family, and its settings.
+
+    ``settings`` is an instance of the family's own ``Config`` dataclass (see
+    :data:`audioar.models.build.FAMILIES`); in a recipe the ``[model]`` table holds ``name``
+    and that dataclass's fields side by side, e.g. ``name = "maf"`` and ``num_flows = 5``.
+    """
+
+    name: str = "maf"  # a registered family: maf | made | wavenet | ... (audioar.models.build)
+    settings: Any = None  # the family's Config instance; None -> its defaults
+
+    def __post_init__(self) -> None:
+        cls = model_family(self.name)
+        if self.settings is None:
+            self.settings = cls.Config()
+        elif not isinstance(self.settings, cls.Config):
+            raise ConfigError(
+                f"model {self.name!r} takes {cls.Config.__name__} settings, "
+                f"got {type(self.settings).__name__}"
+            )
+
+    @property
+    def family(self) -> Any:
+        """The registered model class (its ``Config``, ``inputs`` and ``from_spec``)."""
+        return model_family(self.name)
+
+
+@dataclass
+class ScoreConfig:
+    """Which per-clip score drives the anomaly score, the threshold and the headline metrics,
+    and the extra models some scores need (see :mod:`audioar.scoring`)."""
+
+    # auto (posterior for a class-conditional model, else raw) | raw (log p(x | target)) |
+    # per_step (raw / valid steps) | posterior (log p(x | target) - logsumexp_c log p(x | c),
+    # uniform class prior; conditional models) | likelihood_ratio (raw minus a background
+    # model's log-likelihood, Ren et al. 2019) | complexity (raw plus the clip's lossless
+    # code length, Serra et al. 2020) | typicality (minus the distance of nats per step from
+    # the training clips' mean, Nalisnick et al. 2019)
+    method: str = "auto"
+    # data of the likelihood ratio's background model: none | perturbed (the training clips
+    # with a share of their values replaced by noise) | others (the other classes' clips) |
+    # both; none with method=likelihood_ratio means perturbed
+    background: str = "none"
+    perturb_rate: float = 0.2  # share of feature values the perturbed background replaces
+    # conditional models: add a class "_other" of perturbed clips of every class, so the
+    # posterior has an explicit background class
+    other_class: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("score", "method", self.method)
+        _choice("score", "background", self.background)
+        if not 0.0 < self.perturb_rate <= 1.0:
+            raise ConfigError(f"score.perturb_rate: must be in (0, 1], got {self.perturb_rate}")
+
+    @property
+    def background_data(self) -> str:
+        """The background model's data (``none`` when no background model is fitted)."""
+        if self.method == "likelihood_ratio" and self.background == "none":
+            return "perturbed"
+        return self.background
+
+    def resolve(self, conditional: bool) -> str:
+        """The score actually used: ``method`` with ``auto`` resolved for the model kind.
+
+        Raises:
+            ConfigError: ``posterior`` (or ``other_class``) for a model that is not
+                class-conditional.
+        """
+        if (self.method == "posterior" or self.other_class) and not conditional:
+            raise ConfigError(
+                "score.method=posterior and score.other_class need a class-conditional model; "
+                "this one models the target class alone (use score.method=raw, per_step, "
+                "likelihood_ratio, complexity or typicality)"
+            )
+        if self.method == "auto":
+            return "posterior" if conditional else "raw"
+        return self.method
+
+
+@dataclass
+class TrainConfig:
+    """How :func:`audioar.train.fit` trains."""
+
+    epochs: int = 300  # most passes over the training clips
+    batch_size: int = 100  # clips per optimizer step (the MAF paper's 100)
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 1e-6  # Adam L2 penalty (MAF paper)
+    patience: int = 30  # stop after this many epochs without a better validation NLL
+    grad_clip: float | None = 5.0  # max gradient L2 norm; None: no clipping
+    seed: int = 0  # seeds the torch RNG and the shuffling
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    amp: bool = True  # bfloat16 autocast, only ever on cuda
+    max_minutes: float | None = None  # wall-clock cap; stops after the current epoch
+    log_every: int = 1  # log an epoch line every this many epochs
+    # stft frames of sequence and image models: random warps of every training clip, drawn
+    # afresh each epoch (audioar.features.augment); 0 turns one off
+    augment_warp: float = 0.0  # largest relative mel-axis (VTLP) warp, e.g. 0.1 -> x0.9..1.1
+    augment_stretch: float = 0.0  # largest relative tempo change of the frame sequence
+
+    def __post_init__(self) -> None:
+        _choice("train", "device", self.device)
+        for name in ("epochs", "batch_size", "lr", "patience", "log_every"):
+            _positive("train", name, getattr(self, name))
+        for name in ("augment_warp", "augment_stretch"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name}: must be in [0, 1), got {value}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"train.weight_decay: must be >= 0, got {self.weight_decay}")
+        _positive("train", "grad_clip", self.grad_clip, allow_none=True)
+        _positive("train", "max_minutes", self.max_minutes, allow_none=True)
+
+
+@dataclass
+class CalibrationConfig:
+    """How the decision threshold is set from held-out normal clips."""
+
+    target_fpr: float = 0.05  # share of normal clips allowed to be flagged
+    method: str = "empirical"  # empirical (conformal quantile) | gamma (fitted gamma tail)
+
+    def __post_init__(self) -> None:
+        _choice("calibration", "method", self.method)
+        if not 0.0 < self.target_fpr < 1.0:
+            raise ConfigError(
+                f"calibration.target_fpr: must be between 0 and 1, got {self.target_fpr}"
+            )
