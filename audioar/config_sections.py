@@ -118,17 +118,19 @@ class FeatureConfig:
     # stft frames for image models (pixelcnn): every clip padded/trimmed to this many frames
     # (padding never counts); None: the featurizer's fixed length, else the longest clip
     frames: int | None = None
-    # stft only, timing normalised per clip (audioar.features.timing): drop leading/trailing
-    # frames more than trim_db below the loudest, resample the rest to stretch_frames frames
+    # timing normalised per clip (audioar.features.timing): drop leading/trailing frames
+    # more than trim_db below the loudest (stft, segments), resample the rest to
+    # stretch_frames frames (stft only; stft's trim_db needs it)
     trim_db: float | None = None
     stretch_frames: int | None = None
+    n_mfcc: int | None = None  # segments only: MFCCs (DCT of the log-mel bands), this many
 
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
         _choice("features", "mode", self.mode)
         _choice("features", "cmvn", self.cmvn)
         integers = ("sample_rate", "n_fft", "hop_length", "n_mels", "bits", "segments", "frames")
-        for name in (*integers, "stretch_frames"):
+        for name in (*integers, "stretch_frames", "n_mfcc"):
             _positive("features", name, getattr(self, name), allow_none=True)
         _positive("features", "seconds", self.seconds, allow_none=True)
         _positive("features", "trim_db", self.trim_db, allow_none=True)
@@ -140,17 +142,25 @@ class FeatureConfig:
 
         Returns:
             For ``segments``: ``sample_rate, n_fft, hop_length, n_mels, segments, normalize,
-            seconds``; for ``fft``: ``sample_rate, n_fft, seconds, mode, hop_length``; for
+            seconds`` (+ ``cmvn``, ``trim_db`` and ``n_mfcc`` when set); for ``fft``: ``sample_rate,
+            n_fft, seconds, mode, hop_length``; for
             ``stft``: ``sample_rate, n_fft, hop_length, n_mels, log=True, seconds,
             flatten`` (+ ``cmvn`` unless ``"none"``, ``trim_db`` and ``stretch_frames``
             when set); for ``mulaw``: ``sample_rate, bits, seconds``.
             ``{"name": name, **kwargs}`` is what ``audioar.features.featurizer_from_config``
             takes.
         """
-        if self.name != "stft" and (self.trim_db is not None or self.stretch_frames is not None):
+        if self.name not in ("stft", "segments") and self.trim_db is not None:
             raise ConfigError(
-                "features.trim_db / features.stretch_frames are stft settings; "
-                f"features.name is {self.name!r}"
+                f"features.trim_db is a stft / segments setting; features.name is {self.name!r}"
+            )
+        if self.name != "segments" and self.n_mfcc is not None:
+            raise ConfigError(
+                f"features.n_mfcc is a segments setting; features.name is {self.name!r}"
+            )
+        if self.name != "stft" and self.stretch_frames is not None:
+            raise ConfigError(
+                f"features.stretch_frames is a stft setting; features.name is {self.name!r}"
             )
         if self.name == "segments":
             return {
@@ -163,6 +173,8 @@ class FeatureConfig:
                 "seconds": self.seconds,
                 # left out when off: the kwargs of older runs are unchanged
                 **({"cmvn": self.cmvn} if self.cmvn != "none" else {}),
+                **({"trim_db": self.trim_db} if self.trim_db is not None else {}),
+                **({"n_mfcc": self.n_mfcc} if self.n_mfcc is not None else {}),
             }
         if self.name == "fft":
             keys = ("sample_rate", "n_fft", "seconds", "mode", "hop_length")

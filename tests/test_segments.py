@@ -3,10 +3,12 @@
 import librosa
 import numpy as np
 import pytest
+import scipy.fft
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audioar.errors import ConfigError
 from audioar.features import SegmentSpectrum, featurizer_from_config
 from audioar.features.segments import SEGMENT_LOG_FLOOR, segment_weights
 
@@ -87,3 +89,17 @@ def test_config_round_trip_and_shape():
     wave = torch.randn(2, 6000)
     torch.testing.assert_close(again(wave), seg(wave))
     assert seg(wave).shape == (2, 48)
+
+
+def test_mfcc_is_the_dct_of_the_log_mel_segments_and_cmvn_centres_it():
+    wave = torch.from_numpy(chirp(4000))
+    bands = SegmentSpectrum(n_mels=20)(wave).numpy().reshape(4, 20)
+    mfcc = SegmentSpectrum(n_mels=20, n_mfcc=8)
+    assert mfcc.feature_shape == (32,)
+    want = scipy.fft.dct(bands, type=2, norm="ortho", axis=-1)[:, :8]
+    np.testing.assert_allclose(mfcc(wave).numpy().reshape(4, 8), want, rtol=1e-4, atol=1e-4)
+    centred = SegmentSpectrum(n_mels=20, n_mfcc=8, cmvn="mean")(wave).reshape(4, 8)
+    torch.testing.assert_close(centred.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    assert "n_mfcc" not in SegmentSpectrum().to_config()
+    with pytest.raises(ConfigError, match="n_mfcc"):
+        SegmentSpectrum(n_mels=8, n_mfcc=9)

@@ -8,9 +8,14 @@ from hypothesis import strategies as st
 
 from audioar.config import FeatureConfig, RunConfig, apply_overrides
 from audioar.errors import ConfigError
-from audioar.features import STFT, featurizer_from_config
+from audioar.features import STFT, SegmentSpectrum, featurizer_from_config
 from audioar.features.extract import featurize_waveforms
-from audioar.features.timing import active_range, normalize_timing, resample_frames
+from audioar.features.timing import (
+    active_range,
+    active_ranges,
+    normalize_timing,
+    resample_frames,
+)
 
 SR = 8000
 
@@ -103,7 +108,42 @@ def test_timing_settings_round_trip_and_checks():
         STFT(trim_db=30.0)
     with pytest.raises(ConfigError, match="trim_db"):
         STFT(trim_db=-1.0, stretch_frames=4)
-    with pytest.raises(ConfigError, match="stft settings"):
+    with pytest.raises(ConfigError, match="stretch_frames is a stft setting"):
         FeatureConfig(name="segments", stretch_frames=10).featurizer_kwargs()
+    with pytest.raises(ConfigError, match="trim_db is a stft / segments setting"):
+        FeatureConfig(name="fft", trim_db=30.0).featurizer_kwargs()
     with pytest.raises(ConfigError, match="features.trim_db"):
         FeatureConfig(trim_db=0.0)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    counts=st.lists(st.integers(1, 12), min_size=1, max_size=5),
+    top_db=st.floats(0.5, 90.0),
+    seed=st.integers(0, 100),
+)
+def test_batched_active_ranges_equal_the_per_clip_reference(counts, top_db, seed):
+    level = torch.from_numpy(np.random.default_rng(seed).uniform(-90, 0, size=(len(counts), 12)))
+    level[:, 11] = 50.0  # louder padding must never count
+    starts, stops = active_ranges(level, torch.tensor(counts), top_db)
+    for row, n in enumerate(counts):
+        assert (int(starts[row]), int(stops[row])) == active_range(level[row, :n], top_db)
+
+
+def test_segments_trim_ignores_the_silence_around_a_word():
+    seg = SegmentSpectrum(n_mels=16, hop_length=64, cmvn="mean")
+    trimmed = SegmentSpectrum(n_mels=16, hop_length=64, cmvn="mean", trim_db=30.0)
+    early, late = _burst(0.05, 0.3), _burst(0.6, 0.3)
+    a, b = trimmed(torch.from_numpy(np.stack([early, late])))
+    plain_a, plain_b = seg(torch.from_numpy(np.stack([early, late])))
+    assert (a - b).abs().mean() < 0.25 * (plain_a - plain_b).abs().mean()
+    # A clip that is all word is unchanged by trimming; padding never counts.
+    word = _burst(0.0, 0.5, 0.5)
+    torch.testing.assert_close(trimmed(torch.from_numpy(word)), seg(torch.from_numpy(word)))
+    padded = np.concatenate([word, np.zeros(3000, np.float32)])
+    lengths = torch.tensor([len(word), len(word)])
+    both = trimmed(torch.from_numpy(np.stack([padded, padded])), lengths)
+    torch.testing.assert_close(both[0], trimmed(torch.from_numpy(word)), atol=1e-4, rtol=1e-4)
+    assert "trim_db" not in SegmentSpectrum().to_config()
+    cfg = FeatureConfig(name="segments", trim_db=25.0).featurizer_config()
+    assert featurizer_from_config(cfg).config.trim_db == 25.0

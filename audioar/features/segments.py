@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torchaudio.functional import create_dct
 
 from audioar.errors import ConfigError
 from audioar.features.base import (
@@ -13,6 +14,7 @@ from audioar.features.base import (
     fix_length,
     mel_filterbank,
 )
+from audioar.features.timing import active_ranges
 from audioar.features.whole_window import welch_frame_counts
 
 __all__ = ["SegmentsConfig", "SegmentSpectrum", "segment_weights"]
@@ -36,8 +38,24 @@ class SegmentsConfig:
     # (subtract the band's mean over the clip's segments: a channel's or room's colouring,
     # a fixed gain per band, drops out, and so does the clip's average spectrum)
     cmvn: str = "none"
+    # drop each clip's leading and trailing frames more than this many dB below its loudest
+    # frame before segmenting (silence around the word); None keeps every frame
+    trim_db: float | None = None
+    # keep the first n_mfcc DCT-II coefficients of each segment's log-mel spectrum (MFCCs:
+    # the smooth spectral envelope, without the pitch harmonics); None keeps the n_mels bands
+    n_mfcc: int | None = None
 
     def __post_init__(self) -> None:
+        if self.n_mfcc is not None:
+            check_int("n_mfcc", self.n_mfcc)
+            if self.n_mfcc > self.n_mels:
+                raise ConfigError(f"n_mfcc ({self.n_mfcc}) must be at most n_mels ({self.n_mels})")
+        if self.trim_db is not None:
+            if isinstance(self.trim_db, bool) or not isinstance(self.trim_db, (int, float)):
+                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
+            if not 0 < self.trim_db < float("inf"):
+                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
+            self.trim_db = float(self.trim_db)
         if self.cmvn not in ("none", "mean"):
             raise ConfigError(f"segments cmvn must be 'none' or 'mean', got {self.cmvn!r}")
         check_int("sample_rate", self.sample_rate)
@@ -50,17 +68,21 @@ class SegmentsConfig:
             raise ConfigError(f"n_mels ({self.n_mels}) must be at most n_fft // 2 + 1")
 
 
-def segment_weights(counts: Tensor, num_frames: int, segments: int) -> Tensor:
+def segment_weights(
+    counts: Tensor, num_frames: int, segments: int, starts: Tensor | None = None
+) -> Tensor:
     """Averaging weights that split each clip's used frames into equal segments.
 
-    Clip ``b`` uses frames ``0 .. counts[b] - 1``; segment ``s`` averages frames
-    ``floor(s * c / S) .. max(floor((s + 1) * c / S), floor(s * c / S) + 1) - 1`` (clipped to
-    the used frames), so every segment gets at least one frame even when ``c < S``.
+    Clip ``b`` uses ``c = counts[b]`` frames from ``starts[b]`` (0 by default); segment ``s``
+    averages the used frames ``floor(s * c / S) .. max(floor((s + 1) * c / S), floor(s * c /
+    S) + 1) - 1`` (counted from the start, clipped to the used frames), so every segment gets
+    at least one frame even when ``c < S``.
 
     Args:
         counts: ``(batch,)`` used frames per clip, at least 1.
         num_frames: Frames in the padded batch.
         segments: ``S``.
+        starts: Optional ``(batch,)`` first used frame per clip. Default None: frame 0.
 
     Returns:
         ``(batch, num_frames, segments)`` weights; each segment's column sums to 1.
@@ -70,6 +92,8 @@ def segment_weights(counts: Tensor, num_frames: int, segments: int) -> Tensor:
     start = torch.div(s * c, segments, rounding_mode="floor").clamp(max=c - 1)
     end = torch.maximum(torch.div((s + 1) * c, segments, rounding_mode="floor"), start + 1)
     k = torch.arange(num_frames, device=counts.device)[None, :, None]  # (1, frames, 1)
+    if starts is not None:  # count frames from each clip's start
+        k = k - starts.to(device=counts.device, dtype=torch.int64)[:, None, None]
     inside = (k >= start[:, None, :]) & (k < end[:, None, :])
     weights = inside.to(torch.float32)
     return weights / weights.sum(dim=1, keepdim=True)
@@ -103,6 +127,10 @@ class SegmentSpectrum(Featurizer):
         seconds: Trim clips longer than this (no padding is ever averaged). Default None.
         cmvn: ``"mean"`` subtracts each mel band's mean over the segments (log domain), so a
             fixed per-band gain (microphone, room) cancels; default ``"none"``.
+        trim_db: Segment only the clip's frames from the first to the last within this many
+            dB of its loudest frame (total power), so the silence around a word does not
+            take up segments (corpora trim their clips differently). Default None: every
+            frame.
 
     Shapes:
         waveform ``(time,)`` or ``(batch, time)``, lengths ``(batch,)`` ->
@@ -128,6 +156,8 @@ class SegmentSpectrum(Featurizer):
         normalize: bool = True,
         seconds: float | None = None,
         cmvn: str = "none",
+        trim_db: float | None = None,
+        n_mfcc: int | None = None,
     ) -> None:
         config = SegmentsConfig(
             sample_rate=sample_rate,
@@ -138,11 +168,18 @@ class SegmentSpectrum(Featurizer):
             normalize=normalize,
             seconds=seconds,
             cmvn=cmvn,
+            trim_db=trim_db,
+            n_mfcc=n_mfcc,
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         fbanks = mel_filterbank(sample_rate, n_fft, n_mels)  # (freqs, mels)
         self.register_buffer("mel_fbanks", fbanks, persistent=False)
+        if n_mfcc is not None:
+            dct = create_dct(n_mfcc, n_mels, norm="ortho")  # (n_mels, n_mfcc)
+            self.register_buffer("dct", dct, persistent=False)
+        else:
+            self.dct = None
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute the segment spectra.
@@ -173,17 +210,33 @@ class SegmentSpectrum(Featurizer):
         power = torch.fft.rfft(frames * self.window).abs().pow(2)  # (batch, frames, freqs)
         bands = power @ self.mel_fbanks  # (batch, frames, n_mels)
         counts = welch_frame_counts(lengths, c.n_fft, c.hop_length, frames.shape[1])
-        weights = segment_weights(counts, frames.shape[1], c.segments)  # (batch, frames, S)
+        starts = None
+        if c.trim_db is not None:
+            level_db = 10.0 * torch.log10(power.sum(dim=-1) + SEGMENT_LOG_FLOOR)  # (batch, frames)
+            starts, stops = active_ranges(level_db, counts, c.trim_db)
+            counts = stops - starts
+        weights = segment_weights(counts, frames.shape[1], c.segments, starts)  # (b, f, S)
         out = torch.einsum("bfs,bfm->bsm", weights, bands)  # (batch, S, n_mels)
         if c.normalize:
             level = (out.sum(dim=-1) * (1.0 / c.segments)).sum(dim=-1)  # mean total power
             out = out / level.clamp_min(1e-12)[:, None, None]
-        out = torch.log(out + SEGMENT_LOG_FLOOR)
+        out = torch.log(out + SEGMENT_LOG_FLOOR)  # (batch, S, n_mels)
+        if self.dct is not None:
+            out = out @ self.dct  # (batch, S, n_mfcc)
         if c.cmvn == "mean":
             out = out - out.mean(dim=1, keepdim=True)
         out = out.flatten(1)
         return out[0] if unbatched else out
 
+    def to_config(self) -> dict:
+        """As :meth:`Featurizer.to_config`, without ``trim_db`` when it is off (so the features
+        and runs of earlier versions keep their cache keys and configs)."""
+        config = super().to_config()
+        for key in ("trim_db", "n_mfcc"):
+            if config[key] is None:
+                del config[key]
+        return config
+
     def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:
-        """Always ``(segments * n_mels,)``."""
-        return (self.config.segments * self.config.n_mels,)
+        """Always ``(segments * n_mels,)``, or ``(segments * n_mfcc,)``."""
+        return (self.config.segments * (self.config.n_mfcc or self.config.n_mels),)

@@ -18,7 +18,7 @@ per-clip normalisation.
 import torch
 from torch import Tensor
 
-__all__ = ["interpolate", "active_range", "resample_frames", "normalize_timing"]
+__all__ = ["interpolate", "active_range", "active_ranges", "resample_frames", "normalize_timing"]
 
 
 def interpolate(x: Tensor, positions: Tensor, dim: int) -> Tensor:
@@ -60,6 +60,28 @@ def active_range(level_db: Tensor, top_db: float) -> tuple[int, int]:
     """
     loud = (level_db >= level_db.max() - top_db).nonzero().flatten()
     return int(loud[0]), int(loud[-1]) + 1
+
+
+def active_ranges(level_db: Tensor, num_frames: Tensor, top_db: float) -> tuple[Tensor, Tensor]:
+    """:func:`active_range` of every clip of a padded batch at once.
+
+    Args:
+        level_db: ``(batch, time)`` frame levels in dB; frames at or beyond ``num_frames``
+            are padding and never count.
+        num_frames: ``(batch,)`` valid frames per clip, >= 1.
+        top_db: How far below each clip's loudest frame a frame still counts, > 0.
+
+    Returns:
+        ``(start, stop)``, two ``(batch,)`` integer tensors, as :func:`active_range` gives for
+        each clip's valid frames.
+    """
+    steps = torch.arange(level_db.shape[-1], device=level_db.device)  # (time,)
+    valid = steps[None, :] < num_frames.to(level_db.device)[:, None]  # (batch, time)
+    level = level_db.masked_fill(~valid, float("-inf"))
+    loud = valid & (level >= level.amax(dim=-1, keepdim=True) - top_db)
+    start = torch.where(loud, steps, level_db.shape[-1]).amin(dim=-1)
+    stop = torch.where(loud, steps, -1).amax(dim=-1) + 1
+    return start, stop
 
 
 def resample_frames(frames: Tensor, count: int) -> Tensor:
