@@ -45,8 +45,10 @@ class TrainedModel:
 
     @property
     def conditional(self) -> bool:
-        """Whether the model scores a clip under every class (it has a class posterior)."""
-        return self.model.conditional
+        """Whether the model scores a clip under every class and so has a class posterior:
+        a class-conditional model fitted on at least two classes (on a data set of the
+        normal class alone it is a one-class model, scored as one)."""
+        return self.model.conditional and len(self.classes) > 1
 
     @property
     def dims(self) -> int:

@@ -270,7 +270,7 @@ def clip_scores(
         classes=list(classes),
         target=target,
         dims=spec.step_values,
-        conditional=model.conditional,
+        conditional=model.conditional and len(classes) > 1,
         has_steps=spec.kind != "vector",
         typical=typical,
     )

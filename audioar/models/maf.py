@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audioar.errors import ConfigError, TrainingError
+from audioar.errors import ConfigError, DataError, TrainingError
 from audioar.layers.block_linear import constant
 from audioar.models.contract import InputSpec
 from audioar.models.made import MADE, soft_clamp
@@ -58,6 +58,9 @@ class MAFConfig:
     seed: int = 0  # seeds random orders / degrees
     block_sparse: bool = True  # fast path: skip zero weight blocks (same numbers)
     num_blocks: int = 4  # row blocks per masked layer for the fast path
+    # condition on the class (trained on every class of the split, the class fed to every
+    # MADE as a one-hot context): scores then include the class posterior
+    conditional: bool = False
 
 
 class BatchNormBijector(nn.Module):
@@ -176,6 +179,9 @@ class MAF(nn.Module):
         num_blocks: Row blocks per masked layer for that path, default ``4`` (more blocks
             skip more multiply-adds but run more, smaller products; with threads that wait
             passively two can be faster: see the README's benchmarks).
+        classes: A class-conditional MAF over this many classes, default ``0`` (none): the
+            context is then a ``(batch,)`` tensor of class labels (or one label), fed to
+            every MADE as a one-hot vector; needs ``context_features = 0``.
 
     Example:
         >>> maf = MAF(4, num_flows=2, hidden_features=(32, 32))
@@ -188,7 +194,7 @@ class MAF(nn.Module):
 
     Config = MAFConfig
     inputs = ("vector",)
-    conditional = False  # context is a vector (context_features), not a class label
+    conditional = False  # True on instances built with classes > 0 (context: class labels)
 
     def __init__(
         self,
@@ -210,8 +216,14 @@ class MAF(nn.Module):
         seed: int = 0,
         block_sparse: bool = True,
         num_blocks: int = 4,
+        classes: int = 0,
     ) -> None:
         super().__init__()
+        if classes < 0 or (classes and context_features):
+            raise ConfigError(
+                f"a class-conditional MAF (classes={classes}) takes its context from the "
+                f"labels; context_features must be 0, got {context_features}"
+            )
         if permutation not in PERMUTATIONS:
             raise ConfigError(f"permutation must be one of {PERMUTATIONS}, got {permutation!r}")
         if base not in BASES:
@@ -219,6 +231,9 @@ class MAF(nn.Module):
         if num_flows < 1:
             raise ConfigError(f"num_flows must be >= 1, got {num_flows}")
         self.features = features
+        self.classes = classes
+        self.conditional = classes > 0
+        context_features = context_features or classes  # a class enters as a one-hot vector
         self.context_features = context_features
         self.log_scale_bound = log_scale_bound
         orders = {"reverse": ["natural", "reverse"], "random": ["random"], "none": ["natural"]}
@@ -249,11 +264,16 @@ class MAF(nn.Module):
         self._fast = MAFFastPath(self.mades, self.norms)
 
     @classmethod
-    def from_config(cls, cfg: MAFConfig, features: int, context_features: int = 0) -> MAF:
-        """Build a MAF over ``features`` dimensions from a :class:`MAFConfig`."""
+    def from_config(
+        cls, cfg: MAFConfig, features: int, context_features: int = 0, classes: int = 0
+    ) -> MAF:
+        """Build a MAF over ``features`` dimensions from a :class:`MAFConfig` (conditioned on
+        ``classes`` classes when ``cfg.conditional``)."""
         kwargs = asdict(cfg)
+        conditional = kwargs.pop("conditional")
         kwargs["hidden_features"] = tuple(kwargs["hidden_features"])
-        return cls(features, context_features=context_features, **kwargs)
+        classes = classes if conditional else 0
+        return cls(features, context_features=context_features, classes=classes, **kwargs)
 
     @classmethod
     def from_spec(cls, cfg: MAFConfig, spec: InputSpec) -> MAF:
@@ -266,7 +286,26 @@ class MAF(nn.Module):
             raise ConfigError(
                 f"model maf needs one real-valued feature vector per clip, got {spec.kind}s"
             )
-        return cls.from_config(cfg, spec.size)
+        if cfg.conditional and spec.classes < 1:
+            raise ConfigError("a conditional MAF needs the classes of the data (spec.classes)")
+        return cls.from_config(cfg, spec.size, classes=spec.classes)
+
+    def _context(self, context: Tensor | int | None, batch: int, like: Tensor) -> Tensor | None:
+        """The MADEs' context: ``context`` itself, or for a class-conditional MAF the one-hot
+        ``(batch, classes)`` of its class labels."""
+        if not self.classes:
+            return context
+        if context is None:
+            raise DataError(f"class labels are required: this MAF has classes={self.classes}")
+        labels = torch.as_tensor(context, device=like.device)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise DataError(f"class labels must be integers, got {labels.dtype}")
+        labels = labels.long()
+        if labels.dim() == 0:
+            labels = labels.expand(batch)
+        if labels.shape != (batch,) or int(labels.min()) < 0 or int(labels.max()) >= self.classes:
+            raise DataError(f"class labels must be (batch,)={batch} values in [0, {self.classes})")
+        return F.one_hot(labels, self.classes).to(like.dtype)
 
     @property
     def block_sparse(self) -> bool:
@@ -283,11 +322,13 @@ class MAF(nn.Module):
 
         Args:
             x: ``(batch, features)``.
-            context: ``(batch, context_features)`` or ``None``.
+            context: ``(batch, context_features)`` or ``None``; class labels ``(batch,)``
+                for a class-conditional MAF.
 
         Returns:
             ``z`` ``(batch, features)`` and ``log_det`` ``(batch,)`` = log|det dz/dx|.
         """
+        context = self._context(context, x.shape[0], x)
         if self._fast.applies(x):  # the same numbers, all flows at once
             return self._fast(x, context, self.log_scale_bound)
         h = x
@@ -307,7 +348,8 @@ class MAF(nn.Module):
 
         Args:
             z: ``(batch, features)``.
-            context: ``(batch, context_features)`` or ``None``.
+            context: ``(batch, context_features)`` or ``None``; class labels ``(batch,)``
+                for a class-conditional MAF.
             incremental: ``True`` (default) uses the incremental MADE path; ``False`` the
                 reference of ``features`` full passes per flow.
 
@@ -315,6 +357,7 @@ class MAF(nn.Module):
             ``x`` ``(batch, features)`` with ``forward(x)[0] == z`` (batch norm in its
             running statistics, i.e. as in evaluation mode).
         """
+        context = self._context(context, z.shape[0], z)
         h = z
         bound = self.log_scale_bound
         factor, scale, shift = (constant(v, z) for v in (2.0 / bound, 2.0 * bound, -bound))
@@ -348,7 +391,8 @@ class MAF(nn.Module):
 
         Args:
             x: ``(batch, features)``.
-            context: ``(batch, context_features)`` or ``None``.
+            context: ``(batch, context_features)`` or ``None``; class labels ``(batch,)``
+                for a class-conditional MAF.
 
         Returns:
             ``(batch,)`` in nats.
@@ -361,7 +405,8 @@ class MAF(nn.Module):
 
         Args:
             n: Number of samples.
-            context: ``(n, context_features)`` (or ``(1, context_features)``), or ``None``.
+            context: ``(n, context_features)`` (or ``(1, context_features)``), or ``None``;
+                class labels ``(n,)`` (or one label) for a class-conditional MAF.
 
         Returns:
             ``(n, features)``.
