@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -171,10 +172,18 @@ class ClipScores:
 
     @property
     def log_posterior(self) -> np.ndarray:
-        """``(n,)`` ``log p(target | x)`` under a uniform class prior (``<= 0``)."""
-        peak = self.per_class.max(axis=1, keepdims=True)
-        norm = peak[:, 0] + np.log(np.exp(self.per_class - peak).sum(axis=1))
-        return np.minimum(self.log_likelihood - norm, 0.0)
+        """``(n,)`` ``log p(target | x)`` under a uniform class prior (``<= 0``).
+
+        Computed as ``-log(1 + q / p)`` with ``p = p(x | target)`` and ``q = sum of p(x |
+        c)`` over the other classes, so a confident clip keeps a tiny negative value
+        (``-q / p``, down to about ``1e-308``) instead of rounding to 0: clips of the target
+        stay ranked among themselves, and a threshold calibrated on them stays meaningful.
+        """
+        others = np.delete(self.per_class, self.classes.index(self.target), axis=1)
+        if others.shape[1] == 0:
+            return np.zeros(len(self.per_class))
+        log_others = logsumexp(others, axis=1)
+        return -np.logaddexp(0.0, log_others - self.log_likelihood)
 
     @property
     def log_likelihood_ratio(self) -> np.ndarray:

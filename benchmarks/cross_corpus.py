@@ -47,11 +47,12 @@ TO_WORD = {d: w for w, d in TO_DIGIT.items()}
 
 def presets(model: str) -> list[str]:
     """The family's own presets for its natural features (as `audioar fit --model` applies
-    them when no recipe is given): vector families keep the default segments features."""
+    them when no recipe is given): segments for vector families, stft frames otherwise."""
     cls = family(model)
+    presets = getattr(cls, "presets", {})
     if "vector" in cls.inputs:
-        return [f"model.name={model}"]
-    return [f"model.name={model}", "features.name=stft", *cls.presets.get("stft", [])]
+        return [f"model.name={model}", *presets.get("segments", [])]
+    return [f"model.name={model}", "features.name=stft", *presets.get("stft", [])]
 
 
 def fit(root: Path, target: str, overrides: list[str]) -> tuple:

@@ -24,11 +24,21 @@ MODEL_HELP = describe_families()
 def resolve_config(
     recipe: Path | None, overrides: Sequence[str], sets: Sequence[str]
 ) -> "RunConfig":
-    """Recipe (or defaults), then the explicit options, then ``--set`` overrides (last wins)."""
+    """Recipe (or defaults), then the explicit options, then ``--set`` overrides (last wins).
+
+    Without a recipe the chosen family's presets for the chosen features come first (e.g.
+    the MAF's class-conditional MFCC segments, a WaveNet sized for ``stft`` frames): the
+    options and ``--set`` still win.
+    """
     from audioar.config import RunConfig, apply_overrides, load_recipe
 
-    cfg = load_recipe(recipe) if recipe is not None else RunConfig()
-    return apply_overrides(cfg, [*overrides, *sets])
+    if recipe is not None:
+        return apply_overrides(load_recipe(recipe), [*overrides, *sets])
+    cfg = apply_overrides(RunConfig(), [*overrides, *sets])
+    presets = getattr(cfg.model.family, "presets", {}).get(cfg.features.name, [])
+    if not presets:
+        return cfg
+    return apply_overrides(RunConfig(), [*presets, *overrides, *sets])
 
 
 class EpochTable:

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from audioar_cli.common import console
+from audioar_cli.common import console, resolve_config
 from audioar_cli.errors import friendly_errors
 
 __all__ = ["demo_command"]
@@ -20,7 +20,6 @@ def demo_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
 ) -> None:
     """The whole experiment on the embedded data: fit a MAF on "zero", evaluate, report."""
-    from audioar.config import RunConfig, apply_overrides
     from audioar.experiment import evaluate_run
     from audioar.pipeline import fit_run
     from audioar.report import build_report
@@ -30,14 +29,15 @@ def demo_command(
     with console.status("generating the synthetic data set (first run only)"):
         root = default_dataset()
     console.print(f"data: {root}")
-    cfg = apply_overrides(
-        RunConfig(),
+    cfg = resolve_config(
+        None,
         [
             f"data.root={root}",
             "data.target=zero",
             f"train.epochs={epochs}",
             f"train.device={device}",
         ],
+        [],
     )
     with console.status("fitting a MAF on 'zero'"):
         trained, summary = fit_run(cfg, out, overwrite=True)
@@ -50,7 +50,7 @@ def demo_command(
     m = evaluation.metrics
     console.print(
         f"'zero' vs the other words: AUC [bold]{m['auc']:.3f}[/], EER {m['eer']:.3f}, "
-        f"'zero' ranked {m['target_rank']} of {m['num_classes']} by mean log-likelihood"
+        f"'zero' ranked {m['target_rank']} of {m['num_classes']} by mean score ({trained.score})"
     )
     html, _ = build_report(out)
     console.print(f"done in {time.perf_counter() - start:.0f} s; report: [bold]{html}[/]")

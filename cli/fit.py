@@ -75,11 +75,7 @@ def fit_command(
         "train.device": device,
     }
     overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
-    cfg = resolve_config(recipe, overrides, sets or [])
-    presets = getattr(cfg.model.family, "presets", {}).get(cfg.features.name, [])
-    if recipe is None and presets:
-        # No recipe: size the family for its features; explicit options and --set still win.
-        cfg = resolve_config(None, [*presets, *overrides], sets or [])
+    cfg = resolve_config(recipe, overrides, sets or [])  # no recipe: the family's presets
     distributed.init_from_env()  # under torchrun: one process of several
     try:
         _fit(cfg, out, resume=resume, overwrite=overwrite, use_cache=not no_cache)
@@ -164,7 +160,7 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
     if summary.skipped:
         console.print(f"[yellow]skipped {len(summary.skipped)} unreadable clip(s)[/]")
     console.print(
-        f"threshold {trained.calibration.threshold:.2f} (anomaly score, target FPR "
+        f"threshold {trained.calibration.threshold:.4g} (anomaly score, target FPR "
         f"{trained.calibration.target_fpr:g}); run saved to [bold]{out}[/]"
     )
     console.print(f"next: audioar evaluate --model {out}")

@@ -18,6 +18,7 @@ from audioar.config import (
     run_config_to_dict,
 )
 from audioar.errors import ConfigError
+from audioar.models.build import family
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -42,7 +43,10 @@ def test_defaults_match_the_design():
 
 def test_shipped_recipes_load():
     zero = load_recipe(RECIPES / "zero_maf.toml")
-    assert zero == RunConfig()  # the default experiment, written out
+    # the default experiment, written out: the defaults with the MAF's presets for segments
+    presets = family("maf").presets["segments"]
+    assert zero == apply_overrides(RunConfig(), presets)
+    assert zero.model.settings.conditional and zero.features.n_mfcc == 8
     blog = load_recipe(RECIPES / "original_blog.toml")
     assert (blog.features.mode, blog.features.sample_rate, blog.features.n_fft) == (
         "blog",

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from audioar_cli.common import resolve_config
 from helpers import TINY, write_tone_dataset
 
-from audioar.config import RunConfig, apply_overrides
 from audioar.data import discover, split
 from audioar.experiment import score_test_part
 from audioar.pipeline import fit_run, load_trained
@@ -48,9 +48,8 @@ def test_two_gloo_processes_write_one_run_that_scores_like_one_process(tones, tm
     fit = json.loads((out / "config.json").read_text())["extra"]["fit"]
     assert fit["world_size"] == 2
 
-    cfg = apply_overrides(
-        RunConfig(), [f"data.root={tones}", "data.target=zero", "train.device=cpu", *sets]
-    )
+    # the configuration `audioar fit` resolves (the family's presets, then the options)
+    cfg = resolve_config(None, [f"data.root={tones}", "data.target=zero", "train.device=cpu"], sets)
     fit_run(cfg, tmp_path / "single", use_cache=False)
     ll_ddp, auc_ddp = _target_ll_and_auc(out, tones)
     ll_one, auc_one = _target_ll_and_auc(tmp_path / "single", tones)

@@ -137,3 +137,18 @@ def test_clip_scores_columns_depend_on_the_model_kind():
     np.testing.assert_allclose(one.score("log_likelihood"), [-10.0, -30.0])
     with pytest.raises(ConfigError, match="not available"):
         one.score("posterior")
+
+
+def test_log_posterior_keeps_confident_clips_apart():
+    from scipy.special import logsumexp
+
+    per_class = np.array(
+        [[-10.0, -11.0, -12.0], [-10.0, -60.0, -70.0], [-10.0, -200.0, -300.0], [-5.0, -9.0, 0.0]]
+    )
+    scores = ClipScores(per_class, np.ones(4), ["zero", "one", "two"], "zero", 1, True, False)
+    got = scores.log_posterior
+    reference = per_class[:, 0] - logsumexp(per_class, axis=1)  # rounds to 0 when confident
+    np.testing.assert_allclose(got[[0, 3]], reference[[0, 3]], rtol=1e-12)
+    assert reference[2] == 0.0 and -1e-80 < got[2] < 0.0  # exp(-190): not rounded away
+    np.testing.assert_allclose(got[2], -np.exp(-190.0), rtol=1e-9)
+    assert got[2] > got[1] > got[0] > got[3]  # the ranking survives

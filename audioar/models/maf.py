@@ -195,6 +195,10 @@ class MAF(nn.Module):
     Config = MAFConfig
     inputs = ("vector",)
     conditional = False  # True on instances built with classes > 0 (context: class labels)
+    # `audioar fit` without a recipe, on segments: the settings whose detection travels
+    # between speakers and corpora (README, "Scores that travel"): trimmed MFCC segments,
+    # one MAF conditioned on every class, scored by the class posterior
+    presets = {"segments": ["model.conditional=true", "features.trim_db=30", "features.n_mfcc=8"]}
 
     def __init__(
         self,
