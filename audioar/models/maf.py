@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audioar.errors import ConfigError, DataError, TrainingError
+from audioar.errors import ConfigError, TrainingError
 from audioar.layers.block_linear import constant
 from audioar.models.contract import InputSpec
+from audioar.models.labels import class_labels
 from audioar.models.made import MADE, soft_clamp
 from audioar.models.maf_fast import MAFFastPath
 
@@ -299,16 +300,7 @@ class MAF(nn.Module):
         ``(batch, classes)`` of its class labels."""
         if not self.classes:
             return context
-        if context is None:
-            raise DataError(f"class labels are required: this MAF has classes={self.classes}")
-        labels = torch.as_tensor(context, device=like.device)
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise DataError(f"class labels must be integers, got {labels.dtype}")
-        labels = labels.long()
-        if labels.dim() == 0:
-            labels = labels.expand(batch)
-        if labels.shape != (batch,) or int(labels.min()) < 0 or int(labels.max()) >= self.classes:
-            raise DataError(f"class labels must be (batch,)={batch} values in [0, {self.classes})")
+        labels = class_labels(context, batch, self.classes, like.device, "MAF")
         return F.one_hot(labels, self.classes).to(like.dtype)
 
     @property

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from audioar.errors import ConfigError, DataError
 from audioar.layers.pixelcnn_blocks import GatedPixelBlock, GatedStackStepper, PlainMaskedStack
 from audioar.models.contract import InputSpec
+from audioar.models.labels import class_labels
 from audioar.models.pixelcnn_outputs import PIXEL_OUTPUTS, make_pixel_output
 from audioar.models.wavenet_fast import step_threads
 
@@ -287,17 +288,7 @@ class PixelCNN(nn.Module):
         one, whatever ``context`` is)."""
         if not self.conditional:
             return None
-        if context is None:
-            raise DataError(f"class labels are required: this PixelCNN has classes={self.classes}")
-        labels = torch.as_tensor(context, device=self._device())
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise DataError(f"class labels must be integers, got {labels.dtype}")
-        labels = labels.long()
-        if labels.dim() == 0:
-            labels = labels.expand(batch)
-        if labels.shape != (batch,) or int(labels.min()) < 0 or int(labels.max()) >= self.classes:
-            raise DataError(f"class labels must be (batch,)={batch} values in [0, {self.classes})")
-        return labels
+        return class_labels(context, batch, self.classes, self._device(), "PixelCNN")
 
     # ----------------------------------------------------------------- full path
     def _conditioning(self, labels: Tensor | None) -> Tensor | None:
