@@ -232,12 +232,11 @@ def train_model(
     """
     start = time.perf_counter()
     _check_parts(cfg, dataset, parts)
-    cfg.score.resolve(_trains_on_every_class(cfg))  # a posterior needs a conditional model
     featurizer = featurizer_from_config(cfg.features.featurizer_config())
     every = _trains_on_every_class(cfg)
     classes = list(dataset.labels) if every else [cfg.data.target]
-    if every and len(classes) < 2 and not cfg.score.other_class:
-        cfg.score.resolve(False)  # a posterior over one class means nothing: refuse it
+    # refuse, before training, a posterior the model will not have (Standardized.has_posterior)
+    cfg.score.resolve(every and (len(classes) > 1 or cfg.score.other_class))
     conditioned_on = len(classes) if every else 0
     build(cfg, _spec(cfg, featurizer, conditioned_on, width=8))  # bad settings fail here, fast
     if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
@@ -335,7 +334,7 @@ def train_model(
         model, spec, classes, target, val_target, background=background, typical=typical
     )
     calibration = calibrate(
-        -scores.score(cfg.score.resolve(model.conditional and len(classes) > 1)),
+        -scores.score(cfg.score.resolve(model.has_posterior)),
         cfg.calibration.target_fpr,
         method=cfg.calibration.method,
     )

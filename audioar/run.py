@@ -48,7 +48,7 @@ class TrainedModel:
         """Whether the model scores a clip under every class and so has a class posterior:
         a class-conditional model fitted on at least two classes (on a data set of the
         normal class alone it is a one-class model, scored as one)."""
-        return self.model.conditional and len(self.classes) > 1
+        return self.model.has_posterior
 
     @property
     def dims(self) -> int:

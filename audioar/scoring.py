@@ -279,7 +279,7 @@ def clip_scores(
         classes=list(classes),
         target=target,
         dims=spec.step_values,
-        conditional=model.conditional and len(classes) > 1,
+        conditional=model.has_posterior,
         has_steps=spec.kind != "vector",
         typical=typical,
     )

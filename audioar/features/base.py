@@ -99,6 +99,16 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
+def check_db(name: str, value: object) -> float:
+    """Return ``value`` (a level difference in dB) as a positive finite float, else
+    ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a positive number of dB, got {value!r}")
+    if not 0 < value < math.inf:
+        raise ConfigError(f"{name} must be a positive number of dB, got {value!r}")
+    return float(value)
+
+
 def check_seconds(value: object) -> float | None:
     """Return ``value`` as a positive finite float (or None), else ConfigError."""
     if value is None:
@@ -116,13 +126,16 @@ class Featurizer(nn.Module, abc.ABC):
     Subclasses set ``name`` (the ``"name"`` key of their config dict), ``config_class``,
     ``uses_lengths`` (True when ``forward`` takes a ``lengths`` argument) and ``dtype`` (of
     the features, float32 unless set), and implement
-    ``forward`` and ``output_shape``.
+    ``forward`` and ``output_shape``. Settings added after a featurizer first shipped are
+    listed in ``optional_settings``: :meth:`to_config` leaves them out while they are None,
+    so earlier runs keep their configs and their features' cache keys.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type]
     uses_lengths: ClassVar[bool] = False
     dtype: ClassVar[torch.dtype] = torch.float32  # dtype of the features
+    optional_settings: ClassVar[tuple[str, ...]] = ()  # left out of to_config while None
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -140,8 +153,13 @@ class Featurizer(nn.Module, abc.ABC):
         return None if seconds is None else seconds_to_samples(seconds, self.sample_rate)
 
     def to_config(self) -> dict[str, Any]:
-        """Plain JSON-able dict: ``{"name": ..., **constructor args}``."""
-        return {"name": self.name, **dataclasses.asdict(self.config)}
+        """Plain JSON-able dict: ``{"name": ..., **constructor args}`` (without the
+        ``optional_settings`` that are None)."""
+        config = dataclasses.asdict(self.config)
+        for key in self.optional_settings:
+            if config[key] is None:
+                del config[key]
+        return {"name": self.name, **config}
 
     @abc.abstractmethod
     def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:

@@ -9,6 +9,7 @@ from torchaudio.functional import create_dct
 from audioar.errors import ConfigError
 from audioar.features.base import (
     Featurizer,
+    check_db,
     check_int,
     check_seconds,
     fix_length,
@@ -51,11 +52,7 @@ class SegmentsConfig:
             if self.n_mfcc > self.n_mels:
                 raise ConfigError(f"n_mfcc ({self.n_mfcc}) must be at most n_mels ({self.n_mels})")
         if self.trim_db is not None:
-            if isinstance(self.trim_db, bool) or not isinstance(self.trim_db, (int, float)):
-                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
-            if not 0 < self.trim_db < float("inf"):
-                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
-            self.trim_db = float(self.trim_db)
+            self.trim_db = check_db("trim_db", self.trim_db)
         if self.cmvn not in ("none", "mean"):
             raise ConfigError(f"segments cmvn must be 'none' or 'mean', got {self.cmvn!r}")
         check_int("sample_rate", self.sample_rate)
@@ -145,6 +142,7 @@ class SegmentSpectrum(Featurizer):
     name = "segments"
     config_class = SegmentsConfig
     uses_lengths = True
+    optional_settings = ("trim_db", "n_mfcc")
 
     def __init__(
         self,
@@ -227,15 +225,6 @@ class SegmentSpectrum(Featurizer):
             out = out - out.mean(dim=1, keepdim=True)
         out = out.flatten(1)
         return out[0] if unbatched else out
-
-    def to_config(self) -> dict:
-        """As :meth:`Featurizer.to_config`, without ``trim_db`` when it is off (so the features
-        and runs of earlier versions keep their cache keys and configs)."""
-        config = super().to_config()
-        for key in ("trim_db", "n_mfcc"):
-            if config[key] is None:
-                del config[key]
-        return config
 
     def output_shape(self, num_samples: int | None = None) -> tuple[int | None, ...]:
         """Always ``(segments * n_mels,)``, or ``(segments * n_mfcc,)``."""

@@ -20,6 +20,7 @@ from audioar.errors import ConfigError
 from audioar.features.base import (
     LOG_FLOOR,
     Featurizer,
+    check_db,
     check_int,
     check_seconds,
     fix_length,
@@ -82,15 +83,11 @@ class STFTConfig:
                 "flatten=True needs seconds or stretch_frames (a fixed number of frames)"
             )
         if self.trim_db is not None:
-            if isinstance(self.trim_db, bool) or not isinstance(self.trim_db, (int, float)):
-                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
-            if not 0 < self.trim_db < float("inf"):
-                raise ConfigError(f"trim_db must be a positive number of dB, got {self.trim_db!r}")
+            self.trim_db = check_db("trim_db", self.trim_db)
             if self.stretch_frames is None:
                 raise ConfigError(
                     "trim_db needs stretch_frames (trimmed clips are resampled to one length)"
                 )
-            self.trim_db = float(self.trim_db)
         check_cmvn(self.cmvn)
 
 
@@ -183,6 +180,7 @@ class STFT(Featurizer):
     name = "stft"
     config_class = STFTConfig
     uses_lengths = True
+    optional_settings = ("trim_db", "stretch_frames")
 
     def __init__(
         self,
@@ -220,15 +218,6 @@ class STFT(Featurizer):
             self.register_buffer("mel_fbanks", fbanks.T.contiguous(), persistent=False)
         else:
             self.mel_fbanks = None
-
-    def to_config(self) -> dict:
-        """As :meth:`Featurizer.to_config`, without the timing settings when they are off (so
-        the features and runs of earlier versions keep their cache keys and configs)."""
-        config = super().to_config()
-        for key in ("trim_db", "stretch_frames"):
-            if config[key] is None:
-                del config[key]
-        return config
 
     @property
     def num_bins(self) -> int:
@@ -278,7 +267,9 @@ class STFT(Featurizer):
                 return_complex=True,
             )
         )  # |X|², (batch, freqs, frames)
-        level_db = 10.0 * torch.log10(spec.sum(dim=1) + LOG_FLOOR)  # (batch, frames)
+        level_db = None  # frame levels, for trimming only
+        if c.trim_db is not None:
+            level_db = 10.0 * torch.log10(spec.sum(dim=1) + LOG_FLOOR)  # (batch, frames)
         if c.power == 1.0:
             spec = spec.sqrt()
         elif c.power != 2.0:

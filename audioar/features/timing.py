@@ -12,7 +12,8 @@ timing of every clip removes that:
   first and last frames (a tempo change of the whole clip).
 
 :class:`audioar.features.STFT` applies both (``trim_db``, ``stretch_frames``) before its
-per-clip normalisation.
+per-clip normalisation; :class:`audioar.features.SegmentSpectrum` trims (``trim_db``) with
+:func:`active_ranges`, the batched :func:`active_range`.
 """
 
 import torch
@@ -104,7 +105,7 @@ def resample_frames(frames: Tensor, count: int) -> Tensor:
 
 def normalize_timing(
     frames: Tensor,
-    level_db: Tensor,
+    level_db: Tensor | None,
     num_frames: Tensor,
     top_db: float | None,
     count: int | None,
@@ -113,7 +114,7 @@ def normalize_timing(
 
     Args:
         frames: ``(batch, time, bins)`` frames; frames at or beyond ``num_frames`` are padding.
-        level_db: ``(batch, time)`` frame levels in dB (used with ``top_db``).
+        level_db: ``(batch, time)`` frame levels in dB (needed with ``top_db`` only).
         num_frames: ``(batch,)`` valid frames per clip, >= 1.
         top_db: Trim frames quieter than the clip's loudest by more than this before and
             after the active part; None keeps every valid frame.
@@ -123,9 +124,12 @@ def normalize_timing(
         ``(frames, num_frames)``: ``(batch, count or longest, bins)`` frames, zero beyond each
         clip's new valid count, and the ``(batch,)`` counts.
     """
+    if top_db is None:
+        starts, stops = torch.zeros_like(num_frames), num_frames
+    else:
+        starts, stops = active_ranges(level_db, num_frames, top_db)
     clips, counts = [], []
-    for x, level, n in zip(frames, level_db, num_frames.tolist(), strict=True):
-        start, stop = (0, n) if top_db is None else active_range(level[:n], top_db)
+    for x, start, stop in zip(frames, starts.tolist(), stops.tolist(), strict=True):
         x = x[start:stop]
         if count is not None:
             x = resample_frames(x, count).to(frames.dtype)

@@ -113,6 +113,12 @@ class Standardized(nn.Module):
         """Classes a conditional model is conditioned on (0 for a one-class model)."""
         return int(getattr(self.model, "classes", 0) or 0) if self.conditional else 0
 
+    @property
+    def has_posterior(self) -> bool:
+        """Whether a clip has a class posterior: a conditional model over at least two
+        classes (one fitted on the normal class alone is scored as a one-class model)."""
+        return self.classes > 1
+
     def standardize(self, x: Tensor) -> Tensor:
         """``(x - mean) / std`` for real-valued features; codes unchanged."""
         return x if self.spec.levels else (x - self.mean) / self.std
