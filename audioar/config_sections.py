@@ -123,7 +123,7 @@ class FeatureConfig:
     # stretch_frames frames (stft only; stft's trim_db needs it)
     trim_db: float | None = None
     stretch_frames: int | None = None
-    n_mfcc: int | None = None  # segments only: MFCCs (DCT of the log-mel bands), this many
+    n_mfcc: int | None = None  # segments, stft: MFCCs (DCT of the log-mel bands), this many
 
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
@@ -145,8 +145,8 @@ class FeatureConfig:
             seconds`` (+ ``cmvn``, ``trim_db`` and ``n_mfcc`` when set); for ``fft``: ``sample_rate,
             n_fft, seconds, mode, hop_length``; for
             ``stft``: ``sample_rate, n_fft, hop_length, n_mels, log=True, seconds,
-            flatten`` (+ ``cmvn`` unless ``"none"``, ``trim_db`` and ``stretch_frames``
-            when set); for ``mulaw``: ``sample_rate, bits, seconds``.
+            flatten`` (+ ``cmvn`` unless ``"none"``, ``trim_db``, ``stretch_frames`` and
+            ``n_mfcc`` when set); for ``mulaw``: ``sample_rate, bits, seconds``.
             ``{"name": name, **kwargs}`` is what ``audioar.features.featurizer_from_config``
             takes.
         """
@@ -154,9 +154,9 @@ class FeatureConfig:
             raise ConfigError(
                 f"features.trim_db is a stft / segments setting; features.name is {self.name!r}"
             )
-        if self.name != "segments" and self.n_mfcc is not None:
+        if self.name not in ("stft", "segments") and self.n_mfcc is not None:
             raise ConfigError(
-                f"features.n_mfcc is a segments setting; features.name is {self.name!r}"
+                f"features.n_mfcc is a stft / segments setting; features.name is {self.name!r}"
             )
         if self.name != "stft" and self.stretch_frames is not None:
             raise ConfigError(
@@ -188,7 +188,7 @@ class FeatureConfig:
             # left out when off: the kwargs of older runs are unchanged
             if self.cmvn != "none":
                 kwargs["cmvn"] = self.cmvn
-            for key in ("trim_db", "stretch_frames"):
+            for key in ("trim_db", "stretch_frames", "n_mfcc"):
                 if getattr(self, key) is not None:
                     kwargs[key] = getattr(self, key)
         return kwargs

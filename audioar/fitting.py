@@ -245,6 +245,11 @@ def train_model(
                 "train.augment_warp / train.augment_stretch warp log-mel frames: they need "
                 f"features.name=stft, got {cfg.features.name!r}"
             )
+        if cfg.train.augment_warp > 0 and cfg.features.n_mfcc is not None:
+            raise ConfigError(
+                "train.augment_warp warps the mel axis; it cannot warp MFCCs "
+                f"(features.n_mfcc={cfg.features.n_mfcc})"
+            )
     data = _prepare(cfg, dataset, parts, featurizer, use_cache)
     index = {label: i for i, label in enumerate(classes)}
     train_x = [data.features[i] for i in data.train]

@@ -18,7 +18,7 @@ before it (see the README's benchmarks). Training steps go through
 batch of ``B`` runs ``--eval-steps * 100 / B`` calls (at least 4).
 
 Usage:
-    python benchmarks/maf_speed.py [--rounds 5] [--threads 2] [--warmup 2] [--device cpu|cuda]
+    python benchmarks/maf_speed.py [--rounds 9] [--threads 2] [--warmup 2] [--device cpu|cuda]
         [--amp] [--fused-adam] [--train-steps 10] [--eval-steps 30] [--eval-batch 100,2000]
         [--models ...] [--tasks train,log_prob,sample]
 """
@@ -89,7 +89,7 @@ def time_sample(name, model, calls, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--eval-steps", type=int, default=30, help="log_prob calls at batch 100")

@@ -136,6 +136,18 @@ def test_config_fields_are_validated_and_need_frames(tmp_path):
     )
     with pytest.raises(ConfigError, match="augment"):
         fit_run(codes, tmp_path / "codes", use_cache=False)
+    mfcc = apply_overrides(
+        codes,
+        [
+            "features.name=stft",
+            "features.n_mels=8",
+            "features.n_mfcc=4",
+            "model.output=gaussian",
+            "train.augment_warp=0.1",
+        ],
+    )
+    with pytest.raises(ConfigError, match="cannot warp MFCCs"):
+        fit_run(mfcc, tmp_path / "mfcc", use_cache=False)
 
 
 def test_fit_with_augmentation_and_cmvn_trains_and_differs(tmp_path):

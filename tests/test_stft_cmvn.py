@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.signal
 import torch
 from hypothesis import given, settings
@@ -132,3 +133,30 @@ def test_shipped_recipe_uses_normalised_frames():
     cfg = load_recipe("recipes/zero_wavenet_frames.toml")
     assert cfg.features.name == "stft"
     assert cfg.features.cmvn in ("mean", "meanvar")
+
+
+def test_mfcc_frames_are_the_dct_of_the_log_mel_frames_before_cmvn():
+    wave = torch.from_numpy(_noise(4000, seed=3))
+    bands = STFT(n_fft=256, n_mels=20)(wave).numpy()  # (frames, 20)
+    mfcc = STFT(n_fft=256, n_mels=20, n_mfcc=8)
+    want = scipy.fft.dct(bands, type=2, norm="ortho", axis=-1)[:, :8]
+    np.testing.assert_allclose(mfcc(wave).numpy(), want, rtol=1e-4, atol=1e-4)
+    assert mfcc.output_shape(4000) == (len(want), 8)
+    centred = STFT(n_fft=256, n_mels=20, n_mfcc=8, cmvn="mean")(wave)
+    np.testing.assert_allclose(centred.numpy(), _plain_normalize(want, "mean"), atol=1e-4)
+    again = featurizer_from_config(mfcc.to_config())
+    assert again.to_config() == mfcc.to_config() and again.to_config()["n_mfcc"] == 8
+    assert "n_mfcc" not in STFT(n_mels=20).to_config()
+    kwargs = apply_overrides(
+        RunConfig(), ["features.name=stft", "features.n_mels=20", "features.n_mfcc=8"]
+    ).features.featurizer_kwargs()
+    assert kwargs["n_mfcc"] == 8
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_mfcc": 4}, {"n_mels": 8, "n_mfcc": 9}, {"n_mels": 8, "n_mfcc": 4, "log": False}],
+)
+def test_mfcc_needs_log_mel_bands(kwargs):
+    with pytest.raises(ConfigError, match="n_mfcc"):
+        STFT(**kwargs)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchaudio.functional import create_dct
 
 from audioar.errors import ConfigError
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_int",
     "check_seconds",
     "mel_filterbank",
+    "mfcc_matrix",
 ]
 
 #: Added before every logarithm, so silence maps to ``log(1e-6) ≈ -13.8`` instead of ``-inf``.
@@ -107,6 +109,18 @@ def check_db(name: str, value: object) -> float:
     if not 0 < value < math.inf:
         raise ConfigError(f"{name} must be a positive number of dB, got {value!r}")
     return float(value)
+
+
+def mfcc_matrix(n_mfcc: int | None, n_mels: int | None) -> Tensor | None:
+    """The ``(n_mels, n_mfcc)`` orthonormal DCT-II that turns log-mel bands into their first
+    ``n_mfcc`` MFCCs (``bands @ matrix``), or None when ``n_mfcc`` is None; ConfigError when
+    ``n_mfcc`` is not a positive integer at most ``n_mels``."""
+    if n_mfcc is None:
+        return None
+    check_int("n_mfcc", n_mfcc)
+    if n_mels is None or n_mfcc > n_mels:
+        raise ConfigError(f"n_mfcc ({n_mfcc}) must be at most n_mels ({n_mels})")
+    return create_dct(n_mfcc, n_mels, norm="ortho")
 
 
 def check_seconds(value: object) -> float | None:

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchaudio.functional import create_dct
 
 from audioar.errors import ConfigError
 from audioar.features.base import (
@@ -14,6 +13,7 @@ from audioar.features.base import (
     check_seconds,
     fix_length,
     mel_filterbank,
+    mfcc_matrix,
 )
 from audioar.features.timing import active_ranges
 from audioar.features.whole_window import welch_frame_counts
@@ -47,10 +47,7 @@ class SegmentsConfig:
     n_mfcc: int | None = None
 
     def __post_init__(self) -> None:
-        if self.n_mfcc is not None:
-            check_int("n_mfcc", self.n_mfcc)
-            if self.n_mfcc > self.n_mels:
-                raise ConfigError(f"n_mfcc ({self.n_mfcc}) must be at most n_mels ({self.n_mels})")
+        mfcc_matrix(self.n_mfcc, self.n_mels)  # checks n_mfcc
         if self.trim_db is not None:
             self.trim_db = check_db("trim_db", self.trim_db)
         if self.cmvn not in ("none", "mean"):
@@ -173,11 +170,8 @@ class SegmentSpectrum(Featurizer):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         fbanks = mel_filterbank(sample_rate, n_fft, n_mels)  # (freqs, mels)
         self.register_buffer("mel_fbanks", fbanks, persistent=False)
-        if n_mfcc is not None:
-            dct = create_dct(n_mfcc, n_mels, norm="ortho")  # (n_mels, n_mfcc)
-            self.register_buffer("dct", dct, persistent=False)
-        else:
-            self.dct = None
+        # (n_mels, n_mfcc), or None: log-mel bands
+        self.register_buffer("dct", mfcc_matrix(n_mfcc, n_mels), persistent=False)
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute the segment spectra.

@@ -5,6 +5,9 @@ subtracted (cepstral-mean-normalisation style), and with ``"meanvar"`` each bin 
 divided by its standard deviation over the clip. A fixed gain or a fixed channel/speaker
 colouring is a per-bin offset of log frames, so it cancels.
 
+Optionally as MFCCs (``n_mfcc``): the first DCT-II coefficients of each log-mel frame, the
+smooth spectral envelope without the pitch harmonics (what differs most between speakers).
+
 Optionally with normalised timing (before ``cmvn``): ``trim_db`` keeps each clip's frames
 from the first to the last within that many dB of its loudest frame, and ``stretch_frames``
 resamples them to that many frames (every clip the same length, whatever its tempo); see
@@ -25,6 +28,7 @@ from audioar.features.base import (
     check_seconds,
     fix_length,
     mel_filterbank,
+    mfcc_matrix,
     power_spectrum,
     safe_log,
 )
@@ -54,6 +58,7 @@ class STFTConfig:
     cmvn: str = "none"  # per-clip normalisation of each bin: none | mean | meanvar
     trim_db: float | None = None  # keep the frames within this many dB of the loudest
     stretch_frames: int | None = None  # resample each clip's frames to this many
+    n_mfcc: int | None = None  # keep this many DCT-II coefficients of each log-mel frame
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate)
@@ -88,6 +93,10 @@ class STFTConfig:
                 raise ConfigError(
                     "trim_db needs stretch_frames (trimmed clips are resampled to one length)"
                 )
+        if self.n_mfcc is not None:
+            if self.n_mels is None or not self.log:
+                raise ConfigError("n_mfcc needs log-mel frames (n_mels set and log=True)")
+            mfcc_matrix(self.n_mfcc, self.n_mels)
         check_cmvn(self.cmvn)
 
 
@@ -165,11 +174,13 @@ class STFT(Featurizer):
             ``stretch_frames``. Default None: keep them.
         stretch_frames: Resample each clip's (trimmed) frames linearly to this many frames,
             so every clip has the same length whatever its tempo. Default None.
+        n_mfcc: Keep the first ``n_mfcc`` coefficients of the orthonormal DCT-II of each
+            log-mel frame (MFCCs); needs ``n_mels``. Default None: the log-mel bands.
 
     Shapes:
         waveform ``(time,)`` or ``(batch, time)``, lengths ``(batch,)`` -> ``(frames, bins)`` or
         ``(batch, frames, bins)``; flattened: ``(frames * bins,)`` or
-        ``(batch, frames * bins)``. ``bins`` is ``n_mels`` or ``n_fft // 2 + 1``.
+        ``(batch, frames * bins)``. ``bins`` is ``n_mfcc``, ``n_mels`` or ``n_fft // 2 + 1``.
 
     Example:
         >>> stft = STFT(sample_rate=8000, n_fft=256, n_mels=40, seconds=1.0)
@@ -180,7 +191,7 @@ class STFT(Featurizer):
     name = "stft"
     config_class = STFTConfig
     uses_lengths = True
-    optional_settings = ("trim_db", "stretch_frames")
+    optional_settings = ("trim_db", "stretch_frames", "n_mfcc")
 
     def __init__(
         self,
@@ -196,6 +207,7 @@ class STFT(Featurizer):
         cmvn: str = "none",
         trim_db: float | None = None,
         stretch_frames: int | None = None,
+        n_mfcc: int | None = None,
     ) -> None:
         config = STFTConfig(
             sample_rate=sample_rate,
@@ -210,6 +222,7 @@ class STFT(Featurizer):
             cmvn=cmvn,
             trim_db=trim_db,
             stretch_frames=stretch_frames,
+            n_mfcc=n_mfcc,
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
@@ -218,11 +231,13 @@ class STFT(Featurizer):
             self.register_buffer("mel_fbanks", fbanks.T.contiguous(), persistent=False)
         else:
             self.mel_fbanks = None
+        # (n_mels, n_mfcc), or None: log-mel bands
+        self.register_buffer("dct", mfcc_matrix(config.n_mfcc, config.n_mels), persistent=False)
 
     @property
     def num_bins(self) -> int:
-        """Bins per frame: ``n_mels`` or ``n_fft // 2 + 1``."""
-        return self.config.n_mels or self.config.n_fft // 2 + 1
+        """Bins per frame: ``n_mfcc``, ``n_mels`` or ``n_fft // 2 + 1``."""
+        return self.config.n_mfcc or self.config.n_mels or self.config.n_fft // 2 + 1
 
     def num_frames(self, num_samples: int) -> int:
         """Frames for a clip of ``num_samples`` samples (after pad/trim): ``1 + L // hop``, or
@@ -279,6 +294,8 @@ class STFT(Featurizer):
         if c.log:
             spec = safe_log(spec)
         frames = spec.transpose(1, 2)  # (batch, frames, bins)
+        if self.dct is not None:
+            frames = frames @ self.dct  # (batch, frames, n_mfcc)
         counts = None
         if lengths is not None and self.num_samples is None:
             real = torch.as_tensor(lengths, device=x.device).reshape(-1)
