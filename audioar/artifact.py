@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from audioar import __version__
-from audioar.atomic import replace_dir, temp_sibling
+from audioar.atomic import atomic_write, replace_dir, temp_sibling
 from audioar.config import FORMAT_VERSION
 from audioar.errors import ConfigError, RunFormatError
 
@@ -37,6 +37,7 @@ __all__ = [
     "save_run",
     "load_run",
     "read_document",
+    "replace_calibration",
     "checkpoint_path_for",
     "remove_checkpoint",
     "CONFIG_FILE",
@@ -195,6 +196,29 @@ def read_document(run_dir: str | Path) -> dict[str, Any]:
     if document.get("extra") is not None and not isinstance(document["extra"], dict):
         raise RunFormatError(f"{config_path}: 'extra' must be a JSON object")
     return document
+
+
+def replace_calibration(
+    run_dir: str | Path, calibration: dict[str, Any], source: dict[str, Any]
+) -> Path:
+    """Replace a run's calibration record in its ``config.json`` (atomically).
+
+    Args:
+        run_dir: The run directory.
+        calibration: The new ``Calibration.to_dict()``.
+        source: What it was made from (JSON-safe), kept as ``extra.calibration_source``.
+
+    Returns:
+        The path of ``config.json``.
+
+    Raises:
+        RunFormatError: As :func:`read_document`.
+    """
+    document = read_document(run_dir)
+    document["calibration"] = _json_safe(calibration)
+    document["extra"] = {**(document.get("extra") or {}), "calibration_source": _json_safe(source)}
+    path = Path(run_dir).expanduser() / CONFIG_FILE
+    return atomic_write(path, json.dumps(document, indent=2) + "\n")
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -110,6 +110,10 @@ def _setup_blocks(cfg: Mapping[str, Any]) -> list[Block]:
     features = _section(cfg, "featurizer") or _section(conf, "features")
     train = {**_section(conf, "train"), **_section(cfg, "extra", "fit")}
     calib = {**_section(conf, "calibration"), **_section(cfg, "calibration")}
+    source = _section(cfg, "extra", "calibration_source")  # `audioar calibrate`
+    if source:
+        inputs = ", ".join(str(i) for i in source.get("inputs", []))
+        calib["set from"] = f"{source.get('clips')} clips of {inputs} ({source.get('when')})"
     tables = [
         _kv_table("Data", data),
         _kv_table("Features", features),

@@ -34,6 +34,7 @@ app.add_typer(data_cmd.app, name="data")
 from audioar_cli import density as density_cmd  # noqa: E402
 
 app.add_typer(density_cmd.app, name="density")
+from audioar_cli.calibrate import calibrate_command  # noqa: E402
 from audioar_cli.demo import demo_command  # noqa: E402
 from audioar_cli.evaluate import evaluate_command  # noqa: E402
 from audioar_cli.fit import fit_command  # noqa: E402
@@ -42,6 +43,7 @@ from audioar_cli.score import score_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("score")(score_command)
+app.command("calibrate")(calibrate_command)
 app.command("evaluate")(evaluate_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)
