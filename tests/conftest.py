@@ -9,6 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import write_tone_dataset  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # Property tests draw the same examples on every run (CI must not flip on a lucky draw);
@@ -25,3 +26,9 @@ os.environ["AUDIOAR_CACHE_DIR"] = tempfile.mkdtemp(prefix="audioar-test-cache-")
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory: pytest.TempPathFactory):
+    """The tone data set of :func:`helpers.write_tone_dataset`, one per test module."""
+    return write_tone_dataset(tmp_path_factory.mktemp("tones"))

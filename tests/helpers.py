@@ -1,9 +1,20 @@
-"""Small synthetic data sets for pipeline and CLI tests (tones per class, FSDD names)."""
+"""Small synthetic data sets for pipeline and CLI tests (tones per class, FSDD names), and
+the command line run in-process."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+
+def invoke(*args: object) -> Any:
+    """Run ``audioar ARGS...`` in-process (typer's CliRunner); returns its ``Result``."""
+    from audioar_cli.main import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
 
 #: Base frequency (Hz) of each class's tone pair.
 CLASS_TONES = {"zero": 440.0, "one": 880.0, "two": 1320.0}

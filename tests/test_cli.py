@@ -5,24 +5,11 @@ import math
 
 import pandas as pd
 import pytest
-from audioar_cli.main import app
-from helpers import TINY, write_tone_dataset
-from typer.testing import CliRunner
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+from helpers import TINY, invoke
 
 
 def sets():
     return [x for item in TINY for x in ("--set", item)]
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="module")

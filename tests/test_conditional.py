@@ -7,9 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from audioar_cli.main import app
-from helpers import WAVENET_FRAMES, WAVENET_SMALL, write_tone_dataset
-from typer.testing import CliRunner
+from helpers import WAVENET_FRAMES, WAVENET_SMALL, invoke
 
 from audioar.batches import ClipSet, collate, log_likelihoods
 from audioar.config import RunConfig, apply_overrides
@@ -26,7 +24,6 @@ from audioar.scoring import SCORE_COLUMN, class_log_likelihoods, score_features
 # The scores of a conditional run without a background model (no likelihood ratio).
 SCORES = tuple(c for c in SCORE_COLUMN.values() if c != "log_likelihood_ratio")
 
-runner = CliRunner()
 
 SMALL = WAVENET_SMALL
 FRAMES = WAVENET_FRAMES
@@ -39,17 +36,8 @@ CODES = [
 ]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
 def config(root, *extra):
     return apply_overrides(RunConfig(), [f"data.root={root}", "data.target=zero", *SMALL, *extra])
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from audioar_cli.main import app
-from typer.testing import CliRunner
+from helpers import invoke
 
 from audioar.config import TrainConfig
 from audioar.density import (
@@ -25,7 +24,6 @@ from audioar.errors import ConfigError, DataError, RunFormatError
 from audioar.models.nade import NADE, NADEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 FAST = TrainConfig(epochs=3, batch_size=50, lr=3e-3, patience=3, device="cpu")
 
 
@@ -274,8 +272,6 @@ def test_error_bars_are_two_standard_errors():
 
 
 # --------------------------------------------------------------------------- CLI
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def assert_one_line_error(result, *needles):

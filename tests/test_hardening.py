@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from audioar_cli.main import app
-from helpers import TINY, write_tone_dataset
-from typer.testing import CliRunner
+from helpers import TINY, invoke, write_tone_dataset
 
 from audioar.artifact import checkpoint_path_for
 from audioar.config import RunConfig, apply_overrides
 from audioar.errors import DataError, TrainingError
 from audioar.pipeline import fit_run
 
-runner = CliRunner()
 WORDS = {"zero": 440.0, "one": 880.0, "two": 1320.0}
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def sets(*extra):

@@ -7,9 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from audioar_cli.main import app
-from helpers import write_tone_dataset
-from typer.testing import CliRunner
+from helpers import invoke
 
 from audioar.config import RunConfig, apply_overrides
 from audioar.data import discover
@@ -19,8 +17,6 @@ from audioar.layout import arrange
 from audioar.models import PixelCNN
 from audioar.pipeline import fit_run, load_trained
 from audioar.scoring import score_features
-
-runner = CliRunner()
 
 #: A fit of a few seconds: tone clips of 0.25-0.4 s give 16-26 frames at hop 128, so a
 #: width of 20 frames both pads and trims.
@@ -38,15 +34,6 @@ SMALL = [
     "train.batch_size=16",
     "train.lr=5e-3",
 ]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from audioar_cli.main import app
-from helpers import TINY, write_tone_dataset
-from typer.testing import CliRunner
+from helpers import TINY, invoke
 
 from audioar.calibration import calibrate
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="module")

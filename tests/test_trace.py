@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from audioar_cli.main import app
-from helpers import TINY, WAVENET_FRAMES, WAVENET_SMALL, write_tone_dataset
-from typer.testing import CliRunner
+from helpers import TINY, WAVENET_FRAMES, WAVENET_SMALL, invoke
 
 from audioar.calibration import Calibration
 from audioar.config import RunConfig, apply_overrides
@@ -34,19 +32,8 @@ from audioar.trace import (
     trace_file_name,
 )
 
-runner = CliRunner()
-
 SMALL = WAVENET_SMALL
 FRAMES = WAVENET_FRAMES
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="module")
