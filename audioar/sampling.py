@@ -79,26 +79,38 @@ def generate_waveforms(
         frames = trained.model.sample(n, labels, size=(bins, steps))[:, 0].transpose(1, 2)
     else:
         frames = trained.model.sample(n, labels, length=steps, temperature=temperature)
-    return [frames_to_waveform(f, trained, samples, griffin_lim_iters) for f in frames]
+    return [
+        frames_to_waveform(f, trained, samples, griffin_lim_iters, seed=seed + i)
+        for i, f in enumerate(frames)
+    ]
 
 
 def frames_to_waveform(
-    frames: Tensor, trained: TrainedModel, samples: int, n_iter: int = 32
+    frames: Tensor, trained: TrainedModel, samples: int, n_iter: int = 32, *, seed: int = 0
 ) -> np.ndarray:
-    """Griffin-Lim waveform of STFT-featurizer frames ``(time, bins)`` (log-mel or log-linear).
+    """Griffin-Lim waveform of STFT-featurizer frames ``(time, bins)`` (log-mel, MFCC or
+    log-linear).
+
+    MFCC frames (``n_mfcc``) are first turned back into log-mel bands by the transposed DCT
+    (exact when ``n_mfcc == n_mels``, else the smooth envelope the MFCCs keep).
 
     Args:
         frames: Frames in the featurizer's units.
         trained: The run (its featurizer's ``n_fft``, ``hop_length``, ``n_mels`` are used).
         samples: Length of the waveform to return.
         n_iter: Griffin-Lim iterations. Default 32.
+        seed: Seeds Griffin-Lim's random initial phases (default 0): the same frames give
+            the same waveform.
 
     Returns:
         float32 ``(samples,)`` in ``[-1, 1]``.
     """
     import librosa
 
-    c = trained.featurizer.config
+    featurizer = trained.featurizer
+    c = featurizer.config
+    if getattr(featurizer, "dct", None) is not None:  # MFCCs -> log-mel bands
+        frames = frames.to(featurizer.dct.dtype) @ featurizer.dct.T
     values = frames.double().numpy().T  # (bins, time)
     magnitude = (
         np.clip(np.exp(values) - LOG_FLOOR, 0.0, None) if c.log else np.clip(values, 0, None)
@@ -109,13 +121,15 @@ def frames_to_waveform(
         "win_length": c.win_length,
         "n_iter": n_iter,
         "length": samples,
+        "random_state": seed,
     }
-    if c.n_mels is not None:
-        wave = librosa.feature.inverse.mel_to_audio(
-            magnitude, sr=c.sample_rate, power=c.power, pad_mode="constant", **common
+    if c.n_mels is not None:  # as librosa's mel_to_audio, with the seed reaching Griffin-Lim
+        magnitude = librosa.feature.inverse.mel_to_stft(
+            magnitude, sr=c.sample_rate, n_fft=c.n_fft, power=c.power
         )
     else:
-        wave = librosa.griffinlim(magnitude ** (1.0 / c.power), pad_mode="constant", **common)
+        magnitude = magnitude ** (1.0 / c.power)
+    wave = librosa.griffinlim(magnitude, pad_mode="constant", **common)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 

@@ -239,3 +239,21 @@ def test_bucket_batches_cover_every_item_once_with_similar_lengths():
     assert again == batches
     dropped = bucket_batches(lengths[:101], 10, torch.Generator().manual_seed(1), drop_last=True)
     assert len(dropped) == 10 and all(len(b) == 10 for b in dropped)
+
+
+def test_griffin_lim_inverts_mfcc_frames_and_repeats_with_its_seed():
+    from types import SimpleNamespace
+
+    from audioar.features import STFT
+    from audioar.sampling import frames_to_waveform
+
+    t = torch.arange(3200) / 8000.0
+    wave = 0.5 * torch.sin(2 * torch.pi * 440.0 * t)
+    mel = STFT(n_fft=256, hop_length=64, n_mels=20)
+    mfcc = STFT(n_fft=256, hop_length=64, n_mels=20, n_mfcc=20)  # the whole DCT: invertible
+    from_mel = frames_to_waveform(mel(wave), SimpleNamespace(featurizer=mel), 3200, 8)
+    from_mfcc = frames_to_waveform(mfcc(wave), SimpleNamespace(featurizer=mfcc), 3200, 8)
+    assert from_mfcc.shape == (3200,)
+    np.testing.assert_allclose(from_mfcc, from_mel, atol=1e-3)
+    other = frames_to_waveform(mel(wave), SimpleNamespace(featurizer=mel), 3200, 8, seed=1)
+    assert not np.allclose(other, from_mel, atol=1e-3)  # the seed sets the initial phases
