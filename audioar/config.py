@@ -45,6 +45,7 @@ __all__ = [
     "run_config_from_dict",
     "load_recipe",
     "apply_overrides",
+    "preset_overrides",
 ]
 
 FORMAT_VERSION = 2  # version of the run-directory layout and of the stored config
@@ -253,3 +254,19 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
         else:
             parts[section] = dataclasses.replace(parts[section], **{name: value})
     return RunConfig(**parts)
+
+
+def preset_overrides(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The presets of the family and features that ``overrides`` choose (on the defaults),
+    to apply before them: what ``audioar fit`` does without a recipe.
+
+    Args:
+        overrides: Items as :func:`apply_overrides` takes, e.g. ``["model.name=pixelcnn",
+            "features.name=stft"]``.
+
+    Returns:
+        The family's ``presets[features.name]`` (see :mod:`audioar.models.contract`), or
+        ``[]``.
+    """
+    cfg = apply_overrides(RunConfig(), overrides)
+    return list(getattr(cfg.model.family, "presets", {}).get(cfg.features.name, []))

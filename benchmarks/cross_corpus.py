@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioar.config import RunConfig, apply_overrides
+from audioar.config import RunConfig, apply_overrides, preset_overrides
 from audioar.data import discover, split
 from audioar.evaluate import evaluate_scores
 from audioar.experiment import evaluate_run
@@ -46,13 +46,12 @@ TO_WORD = {d: w for w, d in TO_DIGIT.items()}
 
 
 def presets(model: str) -> list[str]:
-    """The family's own presets for its natural features (as `audioar fit --model` applies
-    them when no recipe is given): segments for vector families, stft frames otherwise."""
-    cls = family(model)
-    presets = getattr(cls, "presets", {})
-    if "vector" in cls.inputs:
-        return [f"model.name={model}", *presets.get("segments", [])]
-    return [f"model.name={model}", "features.name=stft", *presets.get("stft", [])]
+    """The family on its natural features (segments for vector families, stft frames
+    otherwise) with its presets first, as `audioar fit --model` applies them."""
+    chosen = [f"model.name={model}"]
+    if "vector" not in family(model).inputs:
+        chosen.append("features.name=stft")
+    return [*preset_overrides(chosen), *chosen]
 
 
 def fit(root: Path, target: str, overrides: list[str]) -> tuple:

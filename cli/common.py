@@ -30,15 +30,12 @@ def resolve_config(
     the MAF's class-conditional MFCC segments, a WaveNet sized for ``stft`` frames): the
     options and ``--set`` still win.
     """
-    from audioar.config import RunConfig, apply_overrides, load_recipe
+    from audioar.config import RunConfig, apply_overrides, load_recipe, preset_overrides
 
+    chosen = [*overrides, *sets]
     if recipe is not None:
-        return apply_overrides(load_recipe(recipe), [*overrides, *sets])
-    cfg = apply_overrides(RunConfig(), [*overrides, *sets])
-    presets = getattr(cfg.model.family, "presets", {}).get(cfg.features.name, [])
-    if not presets:
-        return cfg
-    return apply_overrides(RunConfig(), [*presets, *overrides, *sets])
+        return apply_overrides(load_recipe(recipe), chosen)
+    return apply_overrides(RunConfig(), [*preset_overrides(chosen), *chosen])
 
 
 class EpochTable:
