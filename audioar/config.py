@@ -46,6 +46,7 @@ __all__ = [
     "load_recipe",
     "apply_overrides",
     "preset_overrides",
+    "MACHINE_PRESETS",
 ]
 
 FORMAT_VERSION = 2  # version of the run-directory layout and of the stored config
@@ -256,17 +257,40 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     return RunConfig(**parts)
 
 
-def preset_overrides(overrides: list[str] | tuple[str, ...]) -> list[str]:
+#: What ``audioar fit`` applies on a DCASE machine folder (after the family's presets): the
+#: machine sound at 16 kHz in windows, each summarised by its 64-band log-mel spectrum
+#: (not level-normalised: a louder machine is news), each clip scored by ``-log p(x | its
+#: own machine ID)`` (the class posterior saturates when IDs differ much; measured in
+#: benchmarks/dcase.py, see the docs' results page).
+MACHINE_PRESETS: tuple[str, ...] = (
+    "features.sample_rate=16000",
+    "features.window_seconds=1.0",
+    "features.hop_seconds=0.5",
+    "features.trim_db=none",
+    "features.n_mfcc=none",
+    "features.n_mels=64",
+    "features.segments=1",
+    "features.normalize=false",
+    "score.method=raw",
+)
+
+
+def preset_overrides(overrides: list[str] | tuple[str, ...], *, machine: bool = False) -> list[str]:
     """The presets of the family and features that ``overrides`` choose (on the defaults),
     to apply before them: what ``audioar fit`` does without a recipe.
 
     Args:
         overrides: Items as :func:`apply_overrides` takes, e.g. ``["model.name=pixelcnn",
             "features.name=stft"]``.
+        machine: The data is a DCASE machine folder: add :data:`MACHINE_PRESETS` (for
+            ``segments`` features, the default).
 
     Returns:
         The family's ``presets[features.name]`` (see :mod:`audioar.models.contract`), or
-        ``[]``.
+        ``[]``, then the machine presets.
     """
     cfg = apply_overrides(RunConfig(), overrides)
-    return list(getattr(cfg.model.family, "presets", {}).get(cfg.features.name, []))
+    chosen = list(getattr(cfg.model.family, "presets", {}).get(cfg.features.name, []))
+    if machine and cfg.features.name == "segments":
+        chosen += MACHINE_PRESETS
+    return chosen

@@ -21,6 +21,7 @@ from audioar.models.build import family as model_family
 
 __all__ = [
     "CHOICES",
+    "aggregate_quantile",
     "DataConfig",
     "FeatureConfig",
     "ModelConfig",
@@ -32,6 +33,7 @@ __all__ = [
 # Allowed values of the enumerated fields, "section.field" -> choices. Featurizer and model
 # names come from their registries; a family's own settings are checked when it is built.
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.condition": ("auto", "label", "group"),
     "features.name": tuple(FEATURIZERS),
     "features.mode": WELCH_MODES,
     "features.cmvn": CMVN_MODES,
@@ -71,7 +73,14 @@ class DataConfig:
     """Which clips to train and evaluate on."""
 
     root: str | None = None  # data folder or CSV manifest; None -> the embedded synthetic set
-    target: str = "zero"  # the "normal" class the model is trained on
+    # the "normal" class the model is trained on; None: the one the layout implies (a DCASE
+    # folder's "normal"), else "zero"
+    target: str | None = None
+    layout: str | None = None  # force a layout (audioar.data.LAYOUTS); None: detect it
+    # what a class-conditional model is conditioned on: label (every class of the data set)
+    # | group (the target's machine IDs / sections; each clip scored against its own) | auto
+    # (group for a data set with groups, i.e. DCASE folders, else label)
+    condition: str = "auto"
     split: str = "official"  # official | random | loso | speaker:NAME (see audioar.splits.split)
     validation_fraction: float = 0.15  # share of the training clips held out for early stopping
     compare: list[str] = field(
@@ -80,8 +89,9 @@ class DataConfig:
     seed: int = 0  # seed of the random splits
 
     def __post_init__(self) -> None:
-        if not self.target:
+        if self.target is not None and not self.target:
             raise ConfigError("data.target: must name a class")
+        _choice("data", "condition", self.condition)
         if self.split not in ("official", "random", "loso") and not (
             self.split.startswith("speaker:") and len(self.split) > len("speaker:")
         ):
@@ -124,6 +134,11 @@ class FeatureConfig:
     trim_db: float | None = None
     stretch_frames: int | None = None
     n_mfcc: int | None = None  # segments, stft: MFCCs (DCT of the log-mel bands), this many
+    # long recordings: cut every clip into windows of this many seconds (each window is a
+    # training example; a clip's score aggregates its windows', score.aggregate); None: one
+    # example per clip
+    window_seconds: float | None = None
+    hop_seconds: float | None = None  # seconds between window starts; None: window_seconds
 
     def __post_init__(self) -> None:
         _choice("features", "name", self.name)
@@ -134,6 +149,15 @@ class FeatureConfig:
             _positive("features", name, getattr(self, name), allow_none=True)
         _positive("features", "seconds", self.seconds, allow_none=True)
         _positive("features", "trim_db", self.trim_db, allow_none=True)
+        _positive("features", "window_seconds", self.window_seconds, allow_none=True)
+        _positive("features", "hop_seconds", self.hop_seconds, allow_none=True)
+        if self.hop_seconds is not None and self.window_seconds is None:
+            raise ConfigError("features.hop_seconds needs features.window_seconds")
+        if self.window_seconds is not None and (self.hop_seconds or 0) > self.window_seconds:
+            raise ConfigError(
+                f"features.hop_seconds ({self.hop_seconds}) must be at most "
+                f"features.window_seconds ({self.window_seconds})"
+            )
         if not 1 <= self.bits <= 16:
             raise ConfigError(f"features.bits: must be between 1 and 16, got {self.bits}")
 
@@ -194,8 +218,19 @@ class FeatureConfig:
         return kwargs
 
     def featurizer_config(self) -> dict[str, Any]:
-        """``{"name": name, **featurizer_kwargs()}``, the dict ``featurizer_from_config`` takes."""
-        return {"name": self.name, **self.featurizer_kwargs()}
+        """``{"name": name, **featurizer_kwargs()}``, the dict ``featurizer_from_config`` takes
+        (with ``window_seconds`` and ``hop_seconds`` when windows are set: the featurizer is
+        then applied to each window)."""
+        config = {"name": self.name, **self.featurizer_kwargs()}
+        if self.window_seconds is not None:
+            if self.seconds is not None:
+                raise ConfigError(
+                    "features.seconds pads or trims whole clips; with features.window_seconds "
+                    "every window has that length already: leave features.seconds unset"
+                )
+            config["window_seconds"] = self.window_seconds
+            config["hop_seconds"] = self.hop_seconds or self.window_seconds
+        return config
 
 
 @dataclass
@@ -226,6 +261,30 @@ class ModelConfig:
         return model_family(self.name)
 
 
+def aggregate_quantile(aggregate: str) -> float:
+    """The quantile of windows' anomaly scores that ``score.aggregate`` names: ``max`` is 1,
+    ``quantile:<q>`` is q; ``mean`` gives NaN (not a quantile).
+
+    Raises:
+        ConfigError: Another value, or q outside [0, 1].
+    """
+    if aggregate == "mean":
+        return math.nan
+    if aggregate == "max":
+        return 1.0
+    head, _, tail = aggregate.partition(":")
+    try:
+        q = float(tail) if head == "quantile" else math.nan
+    except ValueError:
+        q = math.nan
+    if not 0.0 <= q <= 1.0:
+        raise ConfigError(
+            f"score.aggregate: unknown value {aggregate!r}; choose mean, max or quantile:<q> "
+            "with q in [0, 1] (e.g. quantile:0.9)"
+        )
+    return q
+
+
 @dataclass
 class ScoreConfig:
     """Which per-clip score drives the anomaly score, the threshold and the headline metrics,
@@ -246,9 +305,13 @@ class ScoreConfig:
     # conditional models: add a class "_other" of perturbed clips of every class, so the
     # posterior has an explicit background class
     other_class: bool = False
+    # windowed clips (features.window_seconds): how a clip's score comes from its windows'
+    # anomaly scores: mean | max (the most unusual window) | quantile:<q> (e.g. quantile:0.9)
+    aggregate: str = "mean"
 
     def __post_init__(self) -> None:
         _choice("score", "method", self.method)
+        aggregate_quantile(self.aggregate)  # checks the value
         _choice("score", "background", self.background)
         if not 0.0 < self.perturb_rate <= 1.0:
             raise ConfigError(f"score.perturb_rate: must be in (0, 1], got {self.perturb_rate}")

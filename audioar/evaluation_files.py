@@ -166,6 +166,7 @@ def write_evaluation(
     atomic_write(paths["scores"], table.to_csv(index=False))
     atomic_write(paths["per_class"], _per_class_table(metrics).to_csv(index=False))
 
+    table = table[table["label"] != ""]  # clips without a label are scored, not evaluated
     ll = table["log_likelihood"].to_numpy(dtype=np.float64)
     labels = table["label"].to_numpy()
     is_target = labels == target

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from audioar.bootstrap import (
@@ -32,6 +33,8 @@ from audioar.bootstrap import (
     bootstrap_intervals,
     fold_mean_intervals,
 )
+from audioar.clip_windows import WindowedScores, is_windowed
+from audioar.clips import UNLABELED
 from audioar.data import Clip, Split, loso_folds, split
 from audioar.errors import DataError
 from audioar.evaluate import evaluate_scores, summarize_folds, summarize_scores
@@ -40,6 +43,7 @@ from audioar.featurize import featurize
 from audioar.fitting import load_dataset, train_model, with_split
 from audioar.run import TrainedModel
 from audioar.scoring import SCORE_COLUMN, ClipScores, score_features
+from audioar.sections import section_metrics, write_official_files
 from audioar.trace import ONE_STEP_NOTE, pick_examples, trace_arrays, trace_examples
 
 __all__ = ["Evaluation", "evaluate_clips", "add_intervals", "score_test_part", "evaluate_run"]
@@ -47,6 +51,9 @@ __all__ = ["Evaluation", "evaluate_clips", "add_intervals", "score_test_part", "
 logger = logging.getLogger(__name__)
 
 _HEADLINE = ("auc", "pauc", "eer", "target_rank", "target_first")
+#: The layouts of DCASE machine folders, and the challenge year each is scored as by default.
+DCASE_LAYOUTS = ("dcase2020", "dcase2021")
+DCASE_DEFAULT_YEAR = {"dcase2020": 2020, "dcase2021": 2023}
 
 
 @dataclass
@@ -60,31 +67,46 @@ class Evaluation:
 
 
 def evaluate_clips(
-    trained: TrainedModel, scores: ClipScores, clips: Sequence[Clip]
+    trained: TrainedModel, scores: ClipScores | WindowedScores, clips: Sequence[Clip]
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics and the per-clip table of scored clips.
 
     The headline metrics and per-class tables use the chosen score (``metrics["score"]``
     names its column); with more than one score, ``metrics["scores"][column]`` holds the
     headline metrics (``auc``, ``pauc``, ``eer``, ``target_rank``, ``target_first``) of each.
+    Clips without a label (a DCASE evaluation set's test clips) are in the table, not in
+    the metrics (``metrics["unlabeled"]`` counts them).
 
     Returns:
-        ``(metrics, table)``; the table has ``path, label, speaker``, every score,
-        ``nats_per_dim``, ``anomaly_score`` (minus the chosen score), ``p_value`` and, for a
-        conditional model, ``ll_<class>``.
+        ``(metrics, table)``; the table has ``path, label, speaker`` (and ``group``,
+        ``domain`` where clips carry them), every score, ``nats_per_dim``, ``anomaly_score``
+        (minus the chosen score), ``p_value``, ``is_anomaly`` and, for a conditional model,
+        ``ll_<class>``.
+
+    Raises:
+        DataError: No clip has a label.
     """
     labels = [c.label for c in clips]
+    labelled = np.asarray([label != UNLABELED for label in labels])
+    if not labelled.any():
+        raise DataError(
+            f"none of the {len(clips)} test clips has a label (an evaluation set?): score "
+            "them with `audioar score`"
+        )
+    known = [label for label in labels if label != UNLABELED]
     target = trained.config.data.target
     chosen = SCORE_COLUMN[trained.score]
     per_dim = trained.dims if trained.spec.kind == "vector" and trained.score == "raw" else None
     metrics = evaluate_scores(
-        scores.score(chosen),
-        labels,
+        scores.score(chosen)[labelled],
+        known,
         target,
         threshold=trained.calibration.threshold,
         dims=per_dim,
     )
     metrics["score"] = chosen
+    if not labelled.all():
+        metrics["unlabeled"] = int((~labelled).sum())
     if len(scores.available) > 1:
         metrics["scores"] = {}
         for name in scores.available:
@@ -92,7 +114,7 @@ def evaluate_clips(
             m = (
                 metrics
                 if column == chosen
-                else evaluate_scores(scores.score(column), labels, target)
+                else evaluate_scores(scores.score(column)[labelled], known, target)
             )
             metrics["scores"][column] = {key: m[key] for key in _HEADLINE}
     table = pd.DataFrame(
@@ -102,10 +124,15 @@ def evaluate_clips(
             "speaker": [c.speaker for c in clips],
         }
     )
+    for name in ("group", "domain"):
+        if any(getattr(c, name) is not None for c in clips):
+            table[name] = [getattr(c, name) for c in clips]
     for column, values in scores.columns().items():
         table[column] = values
-    table["anomaly_score"] = -scores.score(chosen)
-    table["p_value"] = trained.calibration.p_values(table["anomaly_score"].to_numpy())
+    anomaly = -scores.score(chosen)
+    table["anomaly_score"] = anomaly
+    table["p_value"] = trained.calibration.p_values(anomaly)
+    table["is_anomaly"] = trained.calibration.is_anomaly(anomaly)
     return metrics, table
 
 
@@ -133,6 +160,7 @@ def add_intervals(
     """
     if resamples <= 0:
         return
+    table = table[table["label"].astype(str) != UNLABELED]  # scored, not evaluated
     labels = table["label"].astype(str).tolist()
     groups = None
     if by_speaker:
@@ -186,7 +214,8 @@ def score_test_part(
     features, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
     if not kept:
         raise DataError(f"none of the {len(parts.test)} test clips could be read")
-    metrics, table = evaluate_clips(trained, score_features(trained, features), kept)
+    scores = score_features(trained, features, [c.group for c in kept])
+    metrics, table = evaluate_clips(trained, scores, kept)
     metrics["split"] = parts.name
     add_intervals(
         metrics,
@@ -246,8 +275,16 @@ def evaluate_run(
     resamples: int = DEFAULT_RESAMPLES,
     level: float = CI_LEVEL,
     traces: bool = True,
+    layout: str | None = None,
+    dcase_year: int | None = None,
 ) -> Evaluation:
     """Evaluate ``trained`` on a data set's held-out clips and write the evaluation folder.
+
+    On a DCASE folder (layouts ``dcase2020``, ``dcase2021``) the metrics also get a
+    ``sections`` block (AUC and pAUC per machine ID / section, and per domain) and the
+    ``official`` score of the challenge year, and the folder the challenge's files
+    (``anomaly_score_<machine>_...csv``, ``decision_result_<machine>_...csv``; see
+    :mod:`audioar.sections`).
 
     Args:
         trained: The loaded run.
@@ -261,6 +298,10 @@ def evaluate_run(
         resamples: Bootstrap resamples of the confidence intervals (0: none). Default 1000.
         level: Coverage of the intervals. Default 0.95.
         traces: Write ``traces.npz`` (models with steps). Default True.
+        layout: Force the data set's layout. Default None: the run's when evaluating on its
+            own data, else detected.
+        dcase_year: The DCASE challenge year whose official score and file names to use.
+            Default None: 2020 for a ``dcase2020`` folder, 2023 for section names.
 
     Returns:
         The :class:`Evaluation`.
@@ -268,13 +309,15 @@ def evaluate_run(
     cfg = trained.config
     root = data_root if data_root is not None else cfg.data.root
     scheme = scheme or cfg.data.split
-    dataset = load_dataset(root)
+    if layout is None and data_root is None:
+        layout = cfg.data.layout
+    dataset = load_dataset(root, layout)
     if cfg.data.target not in dataset.labels:
         raise DataError(
             f"the run's class {cfg.data.target!r} is not in {dataset.root}; known classes: "
             + ", ".join(dataset.labels)
         )
-    has_steps = trained.spec.kind != "vector"
+    has_steps = trained.spec.kind != "vector" or is_windowed(trained.featurizer)
     if scheme != "loso":
         parts = split(
             dataset, scheme, validation_fraction=cfg.data.validation_fraction, seed=cfg.data.seed
@@ -289,8 +332,26 @@ def evaluate_run(
             metrics["traces"] = _trace_note(examples)
         elif traces:
             metrics["traces"] = {"skipped": ONE_STEP_NOTE}
+        official: dict[str, Path] = {}
+        if dataset.layout in DCASE_LAYOUTS:
+            year = dcase_year or DCASE_DEFAULT_YEAR[dataset.layout]
+            metrics.update(
+                section_metrics(
+                    table,
+                    year=year,
+                    normal=cfg.data.target,
+                    resamples=resamples,
+                    level=level,
+                    seed=cfg.data.seed,
+                )
+            )
+            machine = dataset.machine or Path(dataset.root).name
+            written = write_official_files(
+                out_dir, table, machine=machine, year=year, decisions=True
+            )
+            official = {f"official:{p.name}": p for p in written}
         files = write_evaluation(out_dir, metrics, table, traces=arrays)
-        return Evaluation(metrics, table, files, skipped)
+        return Evaluation(metrics, table, {**files, **official}, skipped)
 
     fold_metrics: dict[str, dict[str, Any]] = {}
     tables = []

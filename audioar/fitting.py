@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 from torch.utils.data import Dataset as TorchDataset
 
 from audioar.batches import ClipSet, collate, log_likelihoods
 from audioar.calibration import MIN_REFERENCE, calibrate
+from audioar.clip_windows import WindowedScores, expand, is_windowed, model_featurizer
 from audioar.config import RunConfig
 from audioar.data import Clip, Dataset, Split, discover
 from audioar.errors import ConfigError, DataError
@@ -33,7 +37,7 @@ from audioar.models.build import build_model
 from audioar.models.contract import InputSpec
 from audioar.models.standardize import Standardized, feature_statistics
 from audioar.run import FitSummary, TrainedModel
-from audioar.scoring import clip_scores
+from audioar.scoring import ClipScores, clip_scores
 from audioar.train import EpochStats, fit
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "background_config",
     "compare_labels",
     "load_dataset",
+    "resolve_data",
     "train_model",
     "build",
     "with_split",
@@ -55,8 +60,12 @@ MAX_COMPARE_CLIPS = 100
 OTHER_CLASS = "_other"
 
 
-def load_dataset(root: str | Path | None) -> Dataset:
+def load_dataset(root: str | Path | None, layout: str | None = None) -> Dataset:
     """Discover the data set at ``root``; None means the embedded synthetic data set.
+
+    Args:
+        root: A data set folder or CSV manifest, or None.
+        layout: Force a layout (:data:`audioar.data.LAYOUTS`); None detects it.
 
     Raises:
         DataError: Nothing usable at ``root``.
@@ -65,7 +74,29 @@ def load_dataset(root: str | Path | None) -> Dataset:
         from audioar.synth import default_dataset
 
         root = default_dataset()
-    return discover(root)
+    return discover(root, layout=layout)
+
+
+def resolve_data(cfg: RunConfig, dataset: Dataset) -> RunConfig:
+    """``cfg`` with ``data.target`` and ``data.condition`` resolved for ``dataset``.
+
+    ``target`` None becomes the class the layout implies (a DCASE folder's ``normal``), else
+    ``zero``; ``condition`` ``auto`` becomes ``group`` for a data set whose clips carry
+    groups (machine IDs or sections: DCASE folders), else ``label``.
+
+    Raises:
+        DataError: ``condition = group`` for a data set whose clips carry no group.
+    """
+    target = cfg.data.target or dataset.normal or "zero"
+    condition = cfg.data.condition
+    if condition == "auto":
+        condition = "group" if dataset.groups else "label"
+    if condition == "group" and not dataset.groups:
+        raise DataError(
+            f"data.condition=group: the clips of {dataset.root} ({dataset.layout} layout) carry "
+            "no group (a machine ID or section); use data.condition=label"
+        )
+    return replace(cfg, data=replace(cfg.data, target=target, condition=condition))
 
 
 def compare_labels(cfg: RunConfig, labels: Sequence[str]) -> list[str]:
@@ -145,10 +176,15 @@ def build(cfg: RunConfig, spec: InputSpec) -> torch.nn.Module:
 
 @dataclass
 class _Prepared:
-    """The featurized clips a fit needs, with what each is for."""
+    """The featurized examples a fit needs, with what each is for.
+
+    An example is a clip, or a window of one when the featurizer cuts clips into windows
+    (then ``owner`` gives each window's clip, an index into ``clips`` in order of first
+    appearance)."""
 
     features: list[torch.Tensor]
-    clips: list[Clip]
+    clips: list[Clip]  # the clip of each example
+    owner: np.ndarray | None  # (examples,) clip number of each window; None: no windows
     skipped: dict[str, str]
     train: list[int]  # indices into features/clips
     validation: list[int]
@@ -157,13 +193,18 @@ class _Prepared:
     others_val: list[int]
 
 
+def _by_group(cfg: RunConfig) -> bool:
+    """Whether the model is conditioned on the target's groups (machine IDs, sections)."""
+    return _trains_on_every_class(cfg) and cfg.data.condition == "group"
+
+
 def _prepare(
     cfg: RunConfig, dataset: Dataset, parts: Split, featurizer: Featurizer, use_cache: bool
 ) -> _Prepared:
     """Featurize (one extract call) the training classes' train and validation clips and
     up to :data:`MAX_COMPARE_CLIPS` non-test clips of each compared class."""
     target = cfg.data.target
-    every = _trains_on_every_class(cfg)
+    every = _trains_on_every_class(cfg) and not _by_group(cfg)
     trained_on = set(dataset.labels) if every else {target}
     train = [c for c in parts.train if c.label in trained_on]
     validation = [c for c in parts.validation if c.label in trained_on]
@@ -171,9 +212,16 @@ def _prepare(
     others = cfg.score.background_data in ("others", "both")
     wanted = set(dataset.labels) - {target} if others else set(compared)
     extra = [] if every else [c for c in parts.train + parts.validation if c.label in wanted]
-    features, kept, skipped = featurize(featurizer, train + validation + extra, use_cache=use_cache)
-    index = {id(c): i for i, c in enumerate(kept)}
-    pick = lambda clips: [index[id(c)] for c in clips if id(c) in index]  # noqa: E731
+    wanted_clips = list(dict.fromkeys(train + validation + extra))
+    features, kept, skipped = featurize(featurizer, wanted_clips, use_cache=use_cache)
+    owner = None
+    if is_windowed(featurizer):
+        features, owner = expand(features)
+        kept = [kept[i] for i in owner]
+    index: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(kept):
+        index[id(c)].append(i)
+    pick = lambda clips: [i for c in clips for i in index.get(id(c), [])]  # noqa: E731
     train_ids, val_ids = pick(train), pick(validation)
     pool = train_ids + val_ids if every else pick(extra)
     others_train = [i for i in pick(parts.train) if kept[i].label != target] if others else []
@@ -181,14 +229,33 @@ def _prepare(
     compare = {
         label: [i for i in pool if kept[i].label == label][:MAX_COMPARE_CLIPS] for label in compared
     }
-    n_train = sum(kept[i].label == target for i in train_ids)
-    n_val = sum(kept[i].label == target for i in val_ids)
+    n_train = len({id(kept[i]) for i in train_ids if kept[i].label == target})
+    n_val = len({id(kept[i]) for i in val_ids if kept[i].label == target})
     if n_train < 2 or n_val < MIN_REFERENCE:
         raise DataError(
             f"too few readable clips of class {target!r}: {n_train} training and {n_val} "
             f"validation ({len(skipped)} skipped)"
         )
-    return _Prepared(features, kept, skipped, train_ids, val_ids, compare, others_train, others_val)
+    return _Prepared(
+        features, kept, owner, skipped, train_ids, val_ids, compare, others_train, others_val
+    )
+
+
+def _classes(cfg: RunConfig, dataset: Dataset, parts: Split) -> list[str]:
+    """The model's classes: every label (conditional on the label), the target's groups in
+    its training and validation clips (conditional on the group), or the target alone."""
+    if _by_group(cfg):
+        clips = parts.train + parts.validation
+        groups = {c.group for c in clips if c.label == cfg.data.target and c.group is not None}
+        if not groups:
+            raise DataError(
+                f"data.condition=group: no training clip of class {cfg.data.target!r} "
+                "carries a group (machine ID or section)"
+            )
+        return sorted(groups)
+    if _trains_on_every_class(cfg):
+        return list(dataset.labels)
+    return [cfg.data.target]
 
 
 def train_model(
@@ -231,14 +298,16 @@ def train_model(
         TrainingError: A non-finite loss.
     """
     start = time.perf_counter()
+    cfg = resolve_data(cfg, dataset)
     _check_parts(cfg, dataset, parts)
     featurizer = featurizer_from_config(cfg.features.featurizer_config())
+    per_input = model_featurizer(featurizer)  # the featurizer of one model input (a window)
     every = _trains_on_every_class(cfg)
-    classes = list(dataset.labels) if every else [cfg.data.target]
+    classes = _classes(cfg, dataset, parts)
     # refuse, before training, a posterior the model will not have (Standardized.has_posterior)
     cfg.score.resolve(every and (len(classes) > 1 or cfg.score.other_class))
     conditioned_on = len(classes) if every else 0
-    build(cfg, _spec(cfg, featurizer, conditioned_on, width=8))  # bad settings fail here, fast
+    build(cfg, _spec(cfg, per_input, conditioned_on, width=8))  # bad settings fail here, fast
     if cfg.train.augment_warp > 0 or cfg.train.augment_stretch > 0:
         if cfg.features.name != "stft":
             raise ConfigError(
@@ -252,8 +321,15 @@ def train_model(
             )
     data = _prepare(cfg, dataset, parts, featurizer, use_cache)
     index = {label: i for i, label in enumerate(classes)}
+    by_group = _by_group(cfg)
+
+    def class_of(clip: Clip) -> int:
+        if by_group:  # a compared clip of a group the model does not know: the first one
+            return index.get(clip.group, 0) if clip.group is not None else 0
+        return index[clip.label]
+
     train_x = [data.features[i] for i in data.train]
-    spec = _spec(cfg, featurizer, conditioned_on, width=longest(train_x))
+    spec = _spec(cfg, per_input, conditioned_on, width=longest(train_x))
 
     torch.manual_seed(cfg.train.seed)
     items, lengths = arrange(data.features, spec)
@@ -266,7 +342,7 @@ def train_model(
     model = Standardized(build(cfg, spec), spec, mean, std)
 
     def clip_set(ids: list[int], label: int | None = None) -> ClipSet:
-        labels = [index[data.clips[i].label] if label is None else label for i in ids]
+        labels = [class_of(data.clips[i]) if label is None else label for i in ids]
         return ClipSet([items[i] for i in ids], labels, [lengths[i] for i in ids])
 
     def perturbed(ids: list[int], label: int | None = None) -> Perturbed:
@@ -290,7 +366,7 @@ def train_model(
         train_set = ConcatDataset([train_set, perturbed(data.train, other)])
         val_set = ConcatDataset([val_set, perturbed(by_length, other)])
         train_ids += data.train
-    target_label = index[cfg.data.target]
+    target_label = None if by_group else index[cfg.data.target]  # by group: each its own
     compare_sets = {
         label: clip_set(sorted(ids, key=lambda i: lengths[i]), target_label)
         for label, ids in data.compare.items()
@@ -323,28 +399,38 @@ def train_model(
     )
     model = model.cpu().eval()
     target = cfg.data.target
+
+    def example_scores(ids: list[int], **kwargs: Any) -> ClipScores:
+        """The scores of examples ``ids`` (clips or windows), each against its class."""
+        own = [class_of(data.clips[i]) for i in ids] if by_group else None
+        features = [data.features[i] for i in ids]
+        return clip_scores(model, spec, classes, target, features, own=own, **kwargs)
+
+    def scores_of(ids: list[int], **kwargs: Any) -> ClipScores | WindowedScores:
+        """The scores of the clips of examples ``ids`` (windows aggregated per clip)."""
+        scores = example_scores(ids, **kwargs)
+        if data.owner is None:
+            return scores
+        _, clip = np.unique(data.owner[ids], return_inverse=True)
+        return WindowedScores(scores, clip, int(clip.max()) + 1, cfg.score.aggregate)
+
     is_target = [i for i in data.train if data.clips[i].label == target]
-    typical = float(
-        clip_scores(
-            model, spec, classes, target, [data.features[i] for i in is_target]
-        ).nats_per_step.mean()
-    )
+    typical = float(example_scores(is_target).nats_per_step.mean())
     background = None
     if cfg.score.background_data != "none":
         background = _fit_background(
             cfg, spec, mean, std, data, clip_set, perturbed, lengths, progress
         )
-    val_target = [data.features[i] for i in data.validation if data.clips[i].label == target]
-    scores = clip_scores(
-        model, spec, classes, target, val_target, background=background, typical=typical
-    )
+    val_target = [i for i in data.validation if data.clips[i].label == target]
+    scores = scores_of(val_target, background=background, typical=typical)
     calibration = calibrate(
         -scores.score(cfg.score.resolve(model.has_posterior)),
         cfg.calibration.target_fpr,
         method=cfg.calibration.method,
     )
     trained = TrainedModel(model, featurizer, calibration, cfg, spec, classes, background, typical)
-    n_train, n_val = len(data.train), len(data.validation)
+    n_train = len({id(data.clips[i]) for i in data.train})
+    n_val = len({id(data.clips[i]) for i in data.validation})
     summary = FitSummary(result, n_train, n_val, time.perf_counter() - start, data.skipped)
     return trained, summary
 

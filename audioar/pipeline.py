@@ -19,7 +19,7 @@ from audioar.config import RunConfig, run_config_from_dict, run_config_to_dict
 from audioar.data import Dataset, Split, split
 from audioar.errors import ConfigError, DataError, RunFormatError, TrainingError
 from audioar.features import featurizer_from_config
-from audioar.fitting import background_config, build, load_dataset, train_model
+from audioar.fitting import background_config, build, load_dataset, resolve_data, train_model
 from audioar.models.contract import InputSpec
 from audioar.models.standardize import Standardized
 from audioar.run import FitSummary, TrainedModel
@@ -42,6 +42,7 @@ def fit_run(
     overwrite: bool = False,
     on_epoch: Callable[[EpochStats, dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_data: Callable[[RunConfig, Dataset, Split], None] | None = None,
 ) -> tuple[TrainedModel, FitSummary]:
     """Fit, calibrate and save a run directory (it appears whole or not at all).
 
@@ -59,6 +60,8 @@ def fit_run(
         overwrite: Replace an existing run directory.
         on_epoch: Called with each epoch's stats and its comparison columns.
         progress: Called with ``(steps done, step budget)``.
+        on_data: Called before training with the resolved config (the target class and
+            what a conditional model is conditioned on), the data set and its split.
 
     Returns:
         The trained model and a summary (``summary.run_dir`` is set).
@@ -71,13 +74,16 @@ def fit_run(
             "data.split=loso refits one model per speaker: use `audioar evaluate --split loso`; "
             "fit on official, random or speaker:NAME"
         )
-    dataset = load_dataset(cfg.data.root)
+    dataset = load_dataset(cfg.data.root, cfg.data.layout)
+    cfg = resolve_data(cfg, dataset)
     parts = split(
         dataset,
         cfg.data.split,
         validation_fraction=cfg.data.validation_fraction,
         seed=cfg.data.seed,
     )
+    if on_data is not None:
+        on_data(cfg, dataset, parts)
     checkpoint = checkpoint_path_for(run_dir)
     try:
         trained, summary = train_model(
@@ -127,9 +133,12 @@ def _save(
         "data": {
             "root": str(dataset.root),
             "layout": dataset.layout,
+            "machine": dataset.machine,
             "split": parts.name,
             "classes": list(dataset.labels),
+            "groups": list(dataset.groups),
             "target": cfg.data.target,
+            "condition": cfg.data.condition,
         },
         "model": {
             "input": {"kind": spec.kind, "shape": list(spec.shape), "levels": spec.levels},

@@ -51,6 +51,12 @@ class TrainedModel:
         return self.model.has_posterior
 
     @property
+    def by_group(self) -> bool:
+        """Whether the model is conditioned on groups (machine IDs / sections,
+        ``data.condition = group``): each clip is scored against its own group."""
+        return self.config.data.condition == "group" and self.model.conditional
+
+    @property
     def dims(self) -> int:
         """Values per step: feature dimensions of a vector, bins of a frame (1 for codes),
         pixels of an image column."""

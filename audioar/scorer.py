@@ -23,11 +23,12 @@ from audioar.atomic import atomic_open
 from audioar.errors import DataError
 from audioar.features import extract
 from audioar.io import AUDIO_EXTENSIONS
+from audioar.machine_layouts import parse_dcase_name
 from audioar.run import TrainedModel
 from audioar.scoring import SCORE_COLUMN, score_features
 from audioar.trace import clip_traces, step_seconds, write_trace_csv
 
-__all__ = ["SCORE_COLUMNS", "expand_inputs", "score_files", "write_scores"]
+__all__ = ["SCORE_COLUMNS", "expand_inputs", "group_of", "score_files", "write_scores"]
 
 #: Columns of a scores table, in order.
 SCORE_COLUMNS = (
@@ -76,6 +77,14 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def group_of(path: str | Path) -> str | None:
+    """The machine ID / section a clip's DCASE file name names (``id_00``,
+    ``section_00``), or None: a run conditioned on groups scores the clip against it (and a
+    clip without one against its most likely group)."""
+    parsed = parse_dcase_name(Path(path).name)
+    return None if parsed is None else parsed.group
+
+
 def score_files(
     trained: TrainedModel,
     paths: Sequence[Path],
@@ -92,7 +101,10 @@ def score_files(
     rest of the batch is scored. The columns are ``SCORE_COLUMNS`` with, after
     ``nats_per_dim``, every other score the model has (``nats_per_step`` for models with
     steps, ``log_posterior`` and ``ll_<class>`` for class-conditional ones);
-    ``anomaly_score`` is minus the run's chosen score (``score.method``).
+    ``anomaly_score`` is minus the run's chosen score (``score.method``). A run conditioned
+    on machine IDs / sections scores each clip against the group its DCASE file name names
+    (:func:`group_of`; a name without one: the clip's most likely group); a windowed run
+    adds ``windows`` (and its traces have a step per window).
 
     Args:
         trained: The loaded run (:func:`audioar.pipeline.load_trained`).
@@ -141,7 +153,8 @@ def _score_batches(
                 continue
             rows.append(index[str(p)])
             good.append(x)
-        scores = score_features(trained, good)
+        groups = [group_of(chunk[row]) for row in rows] if trained.by_group else None
+        scores = score_features(trained, good, groups)
         columns = scores.columns()
         columns["anomaly_score"] = -scores.score(chosen)
         table = pd.DataFrame({"path": [str(p) for p in chunk]})
@@ -161,7 +174,7 @@ def _score_batches(
         if traces is not None and rows:
             folder, writer = traces
             step = "" if seconds is None else f"{seconds:.9g}"
-            for row, trace in zip(rows, clip_traces(trained, good), strict=True):
+            for row, trace in zip(rows, clip_traces(trained, good, groups=groups), strict=True):
                 name = write_trace_csv(folder, chunk[row], trace, seconds).name
                 table.loc[row, "trace"] = name
                 writer.writerow([str(chunk[row]), name, len(trace), step, f"{trace.sum():.9g}"])

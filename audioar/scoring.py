@@ -38,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from audioar.batches import ClipSet, batch_to_device, collate
+from audioar.clip_windows import WindowedScores, expand, is_windowed
 from audioar.complexity import code_lengths, quantised_log_likelihood
 from audioar.errors import ConfigError
 from audioar.layout import arrange
@@ -51,6 +52,7 @@ __all__ = [
     "ClipScores",
     "clip_scores",
     "score_features",
+    "own_classes",
     "score_batch_size",
 ]
 
@@ -141,6 +143,10 @@ class ClipScores:
         quantised: ``(n,)`` the log-likelihood of the quantised features, or None.
         code_length: ``(n,)`` their lossless code length in nats, or None.
         typical: Mean nats per step of the target's training clips, or None.
+        own: ``(n,)`` for a model conditioned on groups (machine IDs, sections): the
+            column of the class each clip is scored against (its own group), ``-1`` where
+            the clip's group is unknown (then its most likely class); None: every clip is
+            scored against ``target``.
     """
 
     per_class: np.ndarray
@@ -154,11 +160,24 @@ class ClipScores:
     quantised: np.ndarray | None = None
     code_length: np.ndarray | None = None
     typical: float | None = None
+    own: np.ndarray | None = None
+
+    @property
+    def scored_against(self) -> np.ndarray:
+        """``(n,)`` the column each clip is scored against: ``target``'s, or each clip's own
+        class (``own``; the most likely class where that is ``-1``)."""
+        n = len(self.per_class)
+        if self.own is None:
+            return np.full(n, self.classes.index(self.target), dtype=np.int64)
+        own = np.asarray(self.own, dtype=np.int64)
+        if n and (own < 0).any():
+            own = np.where(own < 0, self.per_class.argmax(axis=1), own)
+        return own
 
     @property
     def log_likelihood(self) -> np.ndarray:
-        """``(n,)`` ``log p(x | target)``."""
-        return self.per_class[:, self.classes.index(self.target)]
+        """``(n,)`` ``log p(x | target)`` (``log p(x | own class)`` with ``own``)."""
+        return self.per_class[np.arange(len(self.per_class)), self.scored_against]
 
     @property
     def nats_per_step(self) -> np.ndarray:
@@ -179,9 +198,10 @@ class ClipScores:
         (``-q / p``, down to about ``1e-308``) instead of rounding to 0: clips of the target
         stay ranked among themselves, and a threshold calibrated on them stays meaningful.
         """
-        others = np.delete(self.per_class, self.classes.index(self.target), axis=1)
-        if others.shape[1] == 0:
+        if self.per_class.shape[1] < 2:
             return np.zeros(len(self.per_class))
+        others = self.per_class.copy()
+        others[np.arange(len(others)), self.scored_against] = -np.inf  # adds nothing below
         log_others = logsumexp(others, axis=1)
         return -np.logaddexp(0.0, log_others - self.log_likelihood)
 
@@ -257,6 +277,7 @@ def clip_scores(
     *,
     background: Standardized | None = None,
     typical: float | None = None,
+    own: Sequence[int] | None = None,
 ) -> ClipScores:
     """Score clips given as featurizer output (one tensor per clip).
 
@@ -268,6 +289,8 @@ def clip_scores(
         features: One featurizer tensor per clip.
         background: The likelihood ratio's background model, or None.
         typical: Mean nats per step of the target's training clips, or None.
+        own: Per clip, the class index it is scored against (a model conditioned on
+            groups; ``-1``: the most likely class), or None: ``target``.
     """
     items, lengths = arrange(features, spec)
     batch = score_batch_size(spec)
@@ -282,6 +305,7 @@ def clip_scores(
         conditional=model.has_posterior,
         has_steps=spec.kind != "vector",
         typical=typical,
+        own=None if own is None else np.asarray(own, dtype=np.int64),
     )
     if background is not None:
         scores.background = class_log_likelihoods(background, items, lengths, batch_size=batch)[
@@ -294,11 +318,59 @@ def clip_scores(
     return scores
 
 
-def score_features(trained: TrainedModel, features: Sequence[Tensor]) -> ClipScores:
+def own_classes(
+    trained: TrainedModel, groups: Sequence[str | None] | None, n: int
+) -> np.ndarray | None:
+    """The class each of ``n`` clips is scored against, for a run conditioned on groups.
+
+    Args:
+        trained: The run.
+        groups: Each clip's group (machine ID / section), None where unknown; or None.
+        n: Clips.
+
+    Returns:
+        ``(n,)`` column indices (``-1``: unknown group, the clip's most likely class), or
+        None for a run that scores every clip against its target class.
+    """
+    if not trained.by_group:
+        return None
+    index = {c: i for i, c in enumerate(trained.classes)}
+    if groups is None:
+        return np.full(n, -1, dtype=np.int64)
+    return np.asarray([index.get(g, -1) if g is not None else -1 for g in groups], np.int64)
+
+
+def score_features(
+    trained: TrainedModel,
+    features: Sequence[Tensor],
+    groups: Sequence[str | None] | None = None,
+) -> ClipScores | WindowedScores:
     """Score clips given as featurizer output (one tensor per clip) with a trained run.
 
-    With no clips the result has no rows but every column (for table headers).
+    A run conditioned on groups scores each clip against its own group (``groups``; an
+    unknown or missing group: the clip's most likely one). A windowed run scores every
+    window and aggregates per clip (:class:`audioar.clip_windows.WindowedScores`). With no
+    clips the result has no rows but every column (for table headers).
+
+    Args:
+        trained: The run.
+        features: One featurizer tensor per clip.
+        groups: Each clip's group, or None.
     """
+    own = own_classes(trained, groups, len(features))
+    if is_windowed(trained.featurizer):
+        items, owner = expand(features)
+        window_own = None if own is None else own[owner]
+        return WindowedScores(
+            _score_items(trained, items, window_own), owner, len(features),
+            trained.config.score.aggregate,
+        )  # fmt: skip
+    return _score_items(trained, features, own)
+
+
+def _score_items(
+    trained: TrainedModel, features: Sequence[Tensor], own: np.ndarray | None
+) -> ClipScores:
     if not features:
         empty = np.zeros(0)
         return ClipScores(
@@ -313,6 +385,7 @@ def score_features(trained: TrainedModel, features: Sequence[Tensor]) -> ClipSco
             quantised=empty,
             code_length=empty,
             typical=trained.typical,
+            own=None if own is None else np.zeros(0, dtype=np.int64),
         )
     return clip_scores(
         trained.model,
@@ -322,4 +395,5 @@ def score_features(trained: TrainedModel, features: Sequence[Tensor]) -> ClipSco
         features,
         background=trained.background,
         typical=trained.typical,
+        own=own,
     )

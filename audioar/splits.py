@@ -3,7 +3,9 @@
 :func:`split` makes a :class:`audioar.clips.Split` by scheme: ``official`` (the data set's
 own split), ``speaker:NAME`` or ``random``; :func:`loso_folds` gives one ``speaker:NAME``
 split per speaker. Every split is deterministic given its seed, its parts are disjoint, and
-speaker schemes never share a speaker between train, validation and test.
+speaker schemes never share a speaker between train, validation and test. Unlabeled clips
+(DCASE evaluation sets) are never trained on: ``official`` puts them in test, the other
+schemes leave them out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from audioar.calibration import MIN_REFERENCE
-from audioar.clips import Clip, Dataset, Split
+from audioar.clips import UNLABELED, Clip, Dataset, Split
 from audioar.errors import ConfigError, DataError
 
 __all__ = ["split", "loso_folds"]
@@ -39,13 +41,14 @@ def split(
     Schemes:
 
     * ``"official"`` -- the data set's own test part (FSDD takes 0-4, Speech Commands
-      ``testing_list.txt``, a manifest's ``split`` column); its own validation part when it
-      has one, else validation carved from train (stratified by label).
+      ``testing_list.txt``, a manifest's ``split`` column, DCASE ``test/``, and every
+      unlabeled clip); its own validation part when it has one, else validation carved
+      from train (stratified by label and group, so every machine ID or section is in it).
     * ``"speaker:NAME"`` -- test is every clip of speaker NAME; validation is whole other
       speakers (about ``validation_fraction`` of the rest), so no speaker is in two parts.
-      Clips without a speaker are left out.
-    * ``"random"`` -- a stratified (by label) random test part of ``test_fraction``, then
-      a stratified validation part.
+      Clips without a speaker, and unlabeled clips, are left out.
+    * ``"random"`` -- a stratified (by label and group) random test part of
+      ``test_fraction``, then a stratified validation part. Unlabeled clips are left out.
 
     Args:
         dataset: What :func:`discover` returned.
@@ -76,21 +79,26 @@ def split(
     rng = np.random.default_rng(seed)
     clips = dataset.clips
     if scheme == "official":
-        test = [c for c in clips if c.split == "test"]
-        if not test:
+        if not any(c.split == "test" for c in clips):
             hint = f"; speakers: {', '.join(dataset.speakers)}" if dataset.speakers else ""
             raise DataError(
                 f"{dataset.root}: the {dataset.layout} layout has no official test split; "
                 f"use scheme 'random' or 'speaker:NAME'{hint}"
             )
-        validation = [c for c in clips if c.split == "validation"]
-        train = [c for c in clips if c.split not in ("test", "validation")]
+        # Unlabeled clips (evaluation-set names) are scored, never trained or calibrated on.
+        test = [c for c in clips if c.split == "test" or c.label == UNLABELED]
+        labelled = [c for c in clips if c.label != UNLABELED]
+        validation = [c for c in labelled if c.split == "validation"]
+        train = [c for c in labelled if c.split not in ("test", "validation")]
         if not validation:
             at_least = _AT_LEAST if validation_fraction > 0 else 0
             train, validation = _stratified_carve(train, validation_fraction, rng, at_least)
         return Split(train, validation, test, "official")
+    if scheme.startswith("speaker:") or scheme == "random":
+        clips = _labelled(dataset, scheme)
     if scheme.startswith("speaker:"):
-        return _speaker_split(dataset, scheme.removeprefix("speaker:"), validation_fraction, rng)
+        name = scheme.removeprefix("speaker:")
+        return _speaker_split(dataset, clips, name, validation_fraction, rng)
     if scheme == "random":
         rest, test = _stratified_carve(clips, test_fraction, rng)
         at_least = _AT_LEAST if validation_fraction > 0 else 0
@@ -127,7 +135,20 @@ def loso_folds(
     ]
 
 
-def _speaker_split(dataset: Dataset, name: str, fraction: float, rng: np.random.Generator) -> Split:
+def _labelled(dataset: Dataset, scheme: str) -> list[Clip]:
+    """The clips that carry a label; a warning when unlabeled ones are left out."""
+    clips = [c for c in dataset.clips if c.label != UNLABELED]
+    if len(clips) < len(dataset.clips):
+        logger.warning(
+            "%s: leaving out %d unlabeled clips from split %s (only 'official' scores them)",
+            dataset.root, len(dataset.clips) - len(clips), scheme,
+        )  # fmt: skip
+    return clips
+
+
+def _speaker_split(
+    dataset: Dataset, clips: list[Clip], name: str, fraction: float, rng: np.random.Generator
+) -> Split:
     known = dataset.speakers
     if not known:
         raise DataError(
@@ -135,11 +156,11 @@ def _speaker_split(dataset: Dataset, name: str, fraction: float, rng: np.random.
         )
     if name not in known:
         raise DataError(f"unknown speaker {name!r}; known speakers: {', '.join(known)}")
-    eligible = [c for c in dataset.clips if c.speaker is not None]
-    if len(eligible) < len(dataset.clips):
+    eligible = [c for c in clips if c.speaker is not None]
+    if len(eligible) < len(clips):
         logger.warning(
             "%s: leaving out %d clips without a speaker from split speaker:%s",
-            dataset.root, len(dataset.clips) - len(eligible), name,
+            dataset.root, len(clips) - len(eligible), name,
         )  # fmt: skip
     test = [c for c in eligible if c.speaker == name]
     rest = [c for c in eligible if c.speaker != name]
@@ -196,28 +217,41 @@ def _pick_speakers(clips: list[Clip], fraction: float, rng: np.random.Generator)
 def _stratified_carve(
     clips: list[Clip], fraction: float, rng: np.random.Generator, at_least: int = 0
 ) -> tuple[list[Clip], list[Clip]]:
-    """Split off about ``fraction`` of each label's clips: ``(kept, carved)``, order kept.
+    """Split off about ``fraction`` of each stratum's clips: ``(kept, carved)``, order kept.
 
-    Every label keeps at least one clip in ``kept``. When ``fraction`` is above 0 but
-    rounding carves nothing, one clip of the largest label (with two or more) is carved.
-    ``at_least`` raises a label's share to that many clips where it keeps two for ``kept``
-    (a validation part must hold enough clips of the target to calibrate a threshold).
+    A stratum is a ``(label, group)`` pair: the label within each machine ID or section, so
+    a carved part holds clips of every group; data without groups (speech) is stratified by
+    label alone. Every stratum keeps at least one clip in ``kept``. When ``fraction`` is
+    above 0 but rounding carves nothing, one clip of the largest stratum (with two or more)
+    is carved. ``at_least`` raises a label's share to that many clips where the label keeps
+    two for ``kept`` (a validation part must hold enough clips of the target to calibrate a
+    threshold), spread over the label's groups one clip at a time.
     """
     if fraction == 0 or not clips:
         return list(clips), []
-    index: dict[str, list[int]] = defaultdict(list)
+    index: dict[tuple[str, str | None], list[int]] = defaultdict(list)
     for i, c in enumerate(clips):
-        index[c.label].append(i)
+        index[c.label, c.group].append(i)
+    # Sorted by label, then group (None first); without groups this is the label order.
+    strata = sorted(index, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
+    size = {k: len(index[k]) for k in strata}
+    take = {k: min(int(np.floor(fraction * size[k] + 0.5)), size[k] - 1) for k in strata}
+    for label in sorted({k[0] for k in strata}):
+        mine = [k for k in strata if k[0] == label]
+        short = min(at_least, sum(size[k] for k in mine) - 2) - sum(take[k] for k in mine)
+        while short > 0 and any(take[k] < size[k] - 1 for k in mine):
+            for k in mine:
+                if short > 0 and take[k] < size[k] - 1:
+                    take[k] += 1
+                    short -= 1
     carved: list[int] = []
-    for label in sorted(index):
-        members = index[label]
-        n = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
-        n = max(n, min(at_least, len(members) - 2))
-        carved.extend(members[j] for j in rng.permutation(len(members))[:n])
+    for stratum in strata:
+        members = index[stratum]
+        carved.extend(members[j] for j in rng.permutation(len(members))[: take[stratum]])
     if not carved:
-        label = max(sorted(index), key=lambda lab: len(index[lab]))
-        if len(index[label]) >= 2:
-            carved.append(index[label][int(rng.integers(len(index[label])))])
+        largest = max(strata, key=lambda k: len(index[k]))
+        if len(index[largest]) >= 2:
+            carved.append(index[largest][int(rng.integers(len(index[largest])))])
     chosen = set(carved)
     kept = [c for i, c in enumerate(clips) if i not in chosen]
     return kept, [c for i, c in enumerate(clips) if i in chosen]

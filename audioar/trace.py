@@ -79,8 +79,14 @@ def clip_traces(
     *,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> list[np.ndarray]:
     """Per-step log-likelihoods of clips: ``log p(x_t | x_<t)`` under the target.
+
+    A run conditioned on groups (machine IDs, sections) conditions each clip on its own
+    group (``groups``; unknown: its most likely class). A windowed run's steps are the
+    clip's windows: its trace is the log-likelihood of every window, whose aggregate
+    (``score.aggregate``) is the clip's.
 
     Batched as scoring is (:func:`audioar.layout.arrange`, clips sorted by length, zero
     padded by :func:`audioar.batches.collate`), in eval mode (restored after); a
@@ -98,21 +104,31 @@ def clip_traces(
     Returns:
         One float64 array per clip, in input order: ``(steps,)`` with ``steps`` the
         clip's frames, samples (codes) or image columns (at most the image width), and
-        ``(1,)`` for a vector model.
+        ``(1,)`` for a vector model (``(windows,)`` for a windowed run).
     """
     from torch.utils.data import DataLoader
 
     from audioar.batches import ClipSet, collate
+    from audioar.clip_windows import is_windowed
     from audioar.layout import arrange
-    from audioar.scoring import score_batch_size
+    from audioar.scoring import score_batch_size, score_features
 
     if not features:
         return []
     model = trained.model
+    if is_windowed(trained.featurizer):
+        scores = score_features(trained, features, groups)
+        return scores.window_values("raw")  # type: ignore[union-attr]
     items, lengths = arrange(features, trained.spec)
-    label = trained.classes.index(trained.config.data.target) if model.conditional else 0
+    if trained.by_group:  # each clip under the class it is scored against
+        labels = score_features(trained, features, groups).scored_against.tolist()  # type: ignore[union-attr]
+    else:
+        label = trained.classes.index(trained.config.data.target) if model.conditional else 0
+        labels = [label] * len(items)
     order = sorted(range(len(items)), key=lambda i: lengths[i])
-    data = ClipSet([items[i] for i in order], [label] * len(items), [lengths[i] for i in order])
+    data = ClipSet(
+        [items[i] for i in order], [labels[i] for i in order], [lengths[i] for i in order]
+    )
     size = batch_size or score_batch_size(trained.spec)
     loader = DataLoader(data, batch_size=size, shuffle=False, collate_fn=collate)
     param = next(model.parameters())
@@ -138,6 +154,9 @@ def step_seconds(featurizer: Featurizer, spec: InputSpec) -> float | None:
     """Seconds between two steps of a trace: ``hop_length / sample_rate`` for frames and
     image columns, ``1 / sample_rate`` for mu-law codes, None for a vector (one step per
     clip)."""
+    hop_seconds = getattr(featurizer, "hop_seconds", None)  # windowed: a step per window
+    if hop_seconds is not None:
+        return float(hop_seconds)
     if spec.kind == "vector":
         return None
     rate = float(featurizer.sample_rate)
@@ -243,9 +262,11 @@ def display_spectrogram(
     Raises:
         AudioError: The clip cannot be read.
     """
+    from audioar.clip_windows import model_featurizer
     from audioar.features import STFT
     from audioar.io import load_audio
 
+    featurizer = model_featurizer(featurizer)
     rate = int(featurizer.sample_rate)
     cfg = featurizer.config
     n_fft = int(getattr(cfg, "n_fft", 0) or 2 ** max(5, round(math.log2(0.032 * rate))))
@@ -288,7 +309,7 @@ def trace_examples(
 
     features, kept, skipped = featurize(trained.featurizer, clips, use_cache=use_cache)
     info = {str(c.path): (k, s) for c, k, s in zip(clips, kinds, anomaly_score, strict=True)}
-    traces = clip_traces(trained, features)
+    traces = clip_traces(trained, features, groups=[c.group for c in kept])
     seconds = step_seconds(trained.featurizer, trained.spec)
     out = []
     for clip, trace in zip(kept, traces, strict=True):

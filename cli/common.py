@@ -11,9 +11,10 @@ from audioar.models.build import describe_families
 
 if TYPE_CHECKING:  # the library (and torch) load only when a command runs
     from audioar.config import RunConfig
+    from audioar.data import Dataset, Split
     from audioar.train import EpochStats
 
-__all__ = ["console", "resolve_config", "EpochTable", "MODEL_HELP"]
+__all__ = ["console", "resolve_config", "show_dataset", "EpochTable", "MODEL_HELP"]
 
 console = Console(highlight=False)
 
@@ -36,6 +37,23 @@ def resolve_config(
     if recipe is not None:
         return apply_overrides(load_recipe(recipe), chosen)
     return apply_overrides(RunConfig(), [*preset_overrides(chosen), *chosen])
+
+
+def show_dataset(dataset: "Dataset", parts: "Split | None" = None, max_rows: int = 24) -> None:
+    """Print what was found: the layout line and the clips per part, label, group and domain."""
+    console.print(dataset.describe(), markup=False)
+    if parts is not None:
+        console.print(parts.describe(), markup=False)
+    summary = dataset.summary()
+    if not len(summary) or len(summary) > max_rows:
+        return
+    table = Table(title="clips per part")
+    shown = [c for c in summary.columns if summary[c].notna().any()]
+    for column in shown:
+        table.add_column(column, justify="right" if column == "clips" else "left")
+    for row in summary[shown].itertuples(index=False):
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
 
 
 class EpochTable:

@@ -8,7 +8,14 @@ from audioar_cli.common import console
 from audioar_cli.errors import friendly_errors
 from rich.table import Table
 
-__all__ = ["evaluate_command", "per_class_table", "score_table", "with_ci", "ci_line"]
+__all__ = [
+    "evaluate_command",
+    "per_class_table",
+    "score_table",
+    "section_table",
+    "with_ci",
+    "ci_line",
+]
 
 # The per-score AUC std over folds is in metrics.json (scores.<column>.auc_std); the table
 # shows the interval of the mean instead, which is what the std would be used for.
@@ -110,6 +117,37 @@ def score_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
+def section_table(metrics: dict[str, Any]) -> Table:
+    """Per machine ID / section: AUC and pAUC with intervals (and per domain), then the
+    challenge year's official score."""
+    from audioar.sections import section_table_rows
+
+    rows = section_table_rows(metrics)
+    official = metrics.get("official") or {}
+    caption = ""
+    if official.get("score") is not None:
+        caption = (
+            f"official score (DCASE {official.get('year')}): "
+            f"{with_ci(official['score'], official.get('ci'), 'score')}; "
+            f"{official.get('formula', '')}"
+        )
+    table = Table(title="per machine ID / section (anomalies vs normal clips)", caption=caption)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        table.add_column(str(column), justify="left" if column == "section" else "right")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
 @friendly_errors
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="Run directory from `fit`.")],
@@ -130,6 +168,16 @@ def evaluate_command(
         int,
         typer.Option(min=0, help="Bootstrap resamples of the 95% confidence intervals (0: none)."),
     ] = 1000,  # audioar.evaluate.DEFAULT_RESAMPLES (not imported: keeps the CLI quick)
+    layout: Annotated[
+        str | None, typer.Option(help="Force the data layout (default: detected).")
+    ] = None,
+    dcase_year: Annotated[
+        int | None,
+        typer.Option(
+            help="DCASE folders: the challenge year (2020-2024) whose official score and file "
+            "names to use (default: 2020 for machine IDs, 2023 for sections)."
+        ),
+    ] = None,
 ) -> None:
     """Score the test clips of every class; write metrics.json, per_class.csv and figures."""
     from audioar.experiment import evaluate_run
@@ -155,6 +203,8 @@ def evaluate_command(
             use_cache=not no_cache,
             on_fold=on_fold,
             resamples=resamples,
+            layout=layout,
+            dcase_year=dcase_year,
         )
     m = evaluation.metrics
     console.print(per_class_table(m, target))
@@ -192,11 +242,18 @@ def evaluate_command(
             f"at the calibrated threshold: precision {m['precision']:.3f}, recall "
             f"{m['recall']:.3f}, F1 {m['f1']:.3f}, FPR {m['fpr']:.3f}"
         )
+    if "sections" in m:
+        console.print(section_table(m))
+    if m.get("unlabeled"):
+        console.print(f"{m['unlabeled']} test clip(s) without a label: scored, not evaluated")
     if evaluation.skipped:
         console.print(f"[yellow]skipped {len(evaluation.skipped)} unreadable clip(s)[/]")
     traces = ", traces.npz" if "traces" in evaluation.files else ""
+    official = sum(key.startswith("official:") for key in evaluation.files)
+    official_text = f", {official} DCASE result files" if official else ""
     console.print(
-        f"wrote [bold]{out_dir}[/] (metrics.json, per_class.csv, scores.csv, figures{traces})"
+        f"wrote [bold]{out_dir}[/] (metrics.json, per_class.csv, scores.csv, figures{traces}"
+        f"{official_text})"
     )
     note = (m.get("traces") or {}).get("skipped")
     if note:

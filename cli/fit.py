@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from audioar_cli.common import MODEL_HELP, EpochTable, console, resolve_config
+from audioar_cli.common import MODEL_HELP, EpochTable, console, resolve_config, show_dataset
 from audioar_cli.errors import fail, friendly_errors
 from rich.console import Group
 from rich.live import Live
@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
     from audioar.config import RunConfig
+    from audioar.data import Dataset, Split
 
 __all__ = ["fit_command"]
 
@@ -25,7 +26,17 @@ def fit_command(
         typer.Option(help="Data folder or CSV manifest. Default: the embedded synthetic set."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--class", help="The normal class (default: zero).")
+        str | None,
+        typer.Option(
+            "--class", help="The normal class (default: 'normal' in a DCASE folder, else zero)."
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="Force the data layout: folders | fsdd | audiomnist | manifest | dcase2020 | "
+            "dcase2021 (default: detected)."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -65,6 +76,7 @@ def fit_command(
     options = {
         "data.root": data,
         "data.target": target,
+        "data.layout": layout,
         "model.name": model,
         "features.name": features,
         "data.split": split,
@@ -91,13 +103,29 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
     main = distributed.is_main()  # only rank 0 shows progress and writes
     where = cfg.data.root or "the embedded synthetic data set"
     processes = distributed.world_size()
-    if main:
+    table = EpochTable(cfg.data.target or "")
+
+    def on_data(resolved: "RunConfig", dataset: "Dataset", parts: "Split") -> None:
+        table.target = str(resolved.data.target)
+        if not main:
+            return
+        show_dataset(dataset, parts)
+        windows = ""
+        if resolved.features.window_seconds is not None:
+            hop = resolved.features.hop_seconds or resolved.features.window_seconds
+            windows = f", {resolved.features.window_seconds:g}-s windows every {hop:g} s"
+        by = (
+            f", conditioned on the {len(dataset.groups)} groups"
+            if resolved.data.condition == "group"
+            and getattr(resolved.model.settings, "conditional", False)
+            else ""
+        )
         console.print(
-            f"fitting [bold]{cfg.model.name}[/] on class [bold]{cfg.data.target!r}[/] of "
-            f"{where} ({cfg.features.name} features, split {cfg.data.split})"
+            f"fitting [bold]{resolved.model.name}[/] on class [bold]{resolved.data.target!r}[/] "
+            f"of {where} ({resolved.features.name} features{windows}, split {parts.name}{by})"
             + (f" on {processes} processes" if processes > 1 else "")
         )
-    table = EpochTable(cfg.data.target)
+
     bar = Progress(
         TextColumn("training"),
         BarColumn(),
@@ -128,6 +156,7 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
                 overwrite=overwrite,
                 on_epoch=on_epoch,
                 progress=progress,
+                on_data=on_data,
             )
         except KeyboardInterrupt:
             raise fail(

@@ -32,7 +32,8 @@ def recipe(tmp_path: Path, text: str) -> Path:
 def test_defaults_match_the_design():
     cfg = RunConfig()
     assert FORMAT_VERSION == 2
-    assert (cfg.data.root, cfg.data.target, cfg.data.compare) == (None, "zero", [])
+    # target None: the class the data set implies (DCASE: normal), else "zero"
+    assert (cfg.data.root, cfg.data.target, cfg.data.compare) == (None, None, [])
     assert (cfg.features.name, cfg.features.n_fft, cfg.features.segments) == ("segments", 512, 4)
     assert cfg.model.name == "maf" and cfg.score.method == "auto"
     assert (cfg.model.settings.num_flows, cfg.model.settings.hidden_features) == (5, (512, 512))
@@ -45,7 +46,7 @@ def test_shipped_recipes_load():
     zero = load_recipe(RECIPES / "zero_maf.toml")
     # the default experiment, written out: the defaults with the MAF's presets for segments
     presets = family("maf").presets["segments"]
-    assert zero == apply_overrides(RunConfig(), presets)
+    assert zero == apply_overrides(RunConfig(), [*presets, "data.target=zero"])
     assert zero.model.settings.conditional and zero.features.n_mfcc == 8
     blog = load_recipe(RECIPES / "original_blog.toml")
     assert (blog.features.mode, blog.features.sample_rate, blog.features.n_fft) == (

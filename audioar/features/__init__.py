@@ -2,12 +2,18 @@
 
 from audioar.features.base import LOG_FLOOR, Featurizer
 from audioar.features.cache import FeatureCache
-from audioar.features.extract import ExtractResult, extract, featurize_waveforms
+from audioar.features.extract import (
+    ExtractResult,
+    extract,
+    featurize_waveforms,
+    featurize_windows,
+)
 from audioar.features.mulaw import MuLaw, MuLawConfig
 from audioar.features.registry import FEATURIZERS, featurizer_from_config
 from audioar.features.segments import SegmentsConfig, SegmentSpectrum
 from audioar.features.stft import STFT, STFTConfig
 from audioar.features.whole_window import FFTConfig, WholeWindowFFT
+from audioar.features.windows import Windowed, WindowsConfig
 
 __all__: list[str] = [
     "LOG_FLOOR",
@@ -20,10 +26,13 @@ __all__: list[str] = [
     "FFTConfig",
     "SegmentSpectrum",
     "SegmentsConfig",
+    "Windowed",
+    "WindowsConfig",
     "FEATURIZERS",
     "featurizer_from_config",
     "extract",
     "ExtractResult",
     "featurize_waveforms",
+    "featurize_windows",
     "FeatureCache",
 ]

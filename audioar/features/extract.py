@@ -1,4 +1,9 @@
-"""Featurize many clips: load, batch, featurize, and keep the results in the on-disk cache."""
+"""Featurize many clips: load, batch, featurize, and keep the results in the on-disk cache.
+
+Windowed featurizers (:class:`~audioar.features.windows.Windowed`) stream each file instead
+(:func:`featurize_windows`): its windows are read and featurized a block at a time, so a long
+recording never sits in memory whole.
+"""
 
 import logging
 import os
@@ -14,10 +19,17 @@ from torch import Tensor
 from audioar.errors import AudioError, ConfigError, FeatureError
 from audioar.features.base import Featurizer
 from audioar.features.cache import FeatureCache, file_key
-from audioar.io import load_audio
+from audioar.features.windows import Windowed
+from audioar.io import iter_windows, load_audio, stream_audio
 from audioar.paths import cache_root
 
-__all__ = ["ExtractResult", "default_cache_dir", "extract", "featurize_waveforms"]
+__all__ = [
+    "ExtractResult",
+    "default_cache_dir",
+    "extract",
+    "featurize_waveforms",
+    "featurize_windows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +108,52 @@ def featurize_waveforms(featurizer: Featurizer, waveforms: Sequence[np.ndarray])
     return clips
 
 
+def featurize_windows(
+    windowed: Windowed, path: str | os.PathLike[str], *, windows_per_block: int = 64
+) -> Tensor:
+    """Features of one file's windows, streamed: memory flat in the recording's length.
+
+    The file is read with :func:`audioar.io.stream_audio` at ``windowed.sample_rate`` and cut
+    by :func:`audioar.io.iter_windows` into ``(k, window)`` blocks of consecutive windows;
+    each block goes through ``windowed.inner`` (with the windows' real lengths when it uses
+    them). Only one block of windows (and one block of samples) is in memory at a time,
+    besides the features. The result equals ``windowed(torch.from_numpy(load_audio(path,
+    windowed.sample_rate)[0]))`` (to float rounding: the inner featurizer sees other batches).
+
+    Args:
+        windowed: The windowed featurizer; it runs on the device of its buffers.
+        path: An audio file.
+        windows_per_block: Windows featurized per batch. Default 64.
+
+    Returns:
+        ``(windows, *inner_shape)`` features on the CPU, ``windows = windowed.count(n)`` for a
+        recording of ``n`` samples at ``windowed.sample_rate``.
+
+    Raises:
+        AudioError: The file cannot be read (see :func:`audioar.io.stream_audio`).
+        ConfigError: ``windows_per_block`` is not a positive integer.
+    """
+    window, hop = windowed.window_samples, windowed.hop_samples
+    # Read about one block of windows' worth of new samples at a time (at the file's rate).
+    blocks = stream_audio(
+        path, windowed.sample_rate, block_samples=max(4096, windows_per_block * hop)
+    )
+    device = _device_of(windowed)
+    inner = windowed.inner
+    parts = []
+    with torch.inference_mode():
+        for windows, lengths in iter_windows(
+            blocks, window, hop, windows_per_block=windows_per_block
+        ):
+            x = torch.from_numpy(windows).to(device)
+            if inner.uses_lengths:
+                out = inner(x, lengths=torch.from_numpy(lengths).to(device))
+            else:
+                out = inner(x)
+            parts.append(out.cpu())
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _load(path: Path, sample_rate: int) -> np.ndarray | AudioError:
     try:
         waveform, _ = load_audio(path, sample_rate=sample_rate)
@@ -126,14 +184,17 @@ def extract(
         paths: Audio files.
         cache_dir: Cache folder. Default None: ``audioar.paths.cache_root() / "features"``.
         use_cache: Read and write the cache. Default True; False bypasses both.
-        batch_size: Clips featurized per batch. Default 256.
+        batch_size: Clips featurized per batch. Default 256. With a ``Windowed``
+            featurizer: windows featurized per batch (each file is streamed, see
+            :func:`featurize_windows`).
         on_error: ``"raise"`` (default): the first bad clip raises. ``"skip"``: bad clips
             (unreadable audio, or non-finite features) are left out and listed in
             ``errors``.
         num_workers: Background threads decoding audio one batch ahead of the featurizer
             (libsndfile releases the GIL). Default 0: decode in the calling thread; on the
             shared 2-core test machine 1, 2 or 4 threads gave no measurable gain
-            (``benchmarks/featurize.py``), they may on a machine with idle cores.
+            (``benchmarks/featurize.py``), they may on a machine with idle cores. Not used
+            with a ``Windowed`` featurizer (files are streamed in the calling thread).
 
     Returns:
         An :class:`ExtractResult`.
@@ -181,6 +242,39 @@ def extract(
         errors[paths[i]] = str(error)
         logger.warning("skipping %s", error)
 
+    def keep(i: int, clip: Tensor) -> None:
+        nonlocal computed
+        array = clip.numpy()
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            fail(i, FeatureError(f"{paths[i]}: features are not finite (NaN or inf)"))
+            return
+        features[i] = array
+        computed += 1
+        if cache is not None and identities[i] is not None:
+            new_keys.append(identities[i][0])
+            new_paths.append(identities[i][1])
+            new_arrays.append(array)
+
+    if isinstance(featurizer, Windowed):
+        try:
+            for i in todo:
+                try:
+                    clip = featurize_windows(featurizer, paths[i], windows_per_block=batch_size)
+                except AudioError as error:
+                    fail(i, error)
+                    continue
+                keep(i, clip)
+        finally:
+            if cache is not None and new_keys:
+                cache.put(new_keys, new_paths, new_arrays)
+        logger.info(
+            "features: %d from cache, %d computed (streamed), %d skipped",
+            cache_hits,
+            computed,
+            len(errors),
+        )
+        return _assemble(featurizer, paths, features, errors, cache_hits, computed)
+
     rate = featurizer.sample_rate
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     # Decoding runs in background threads one chunk ahead of the featurizer, so on two cores
@@ -208,16 +302,7 @@ def extract(
                     good.append((i, item))
             clips = featurize_waveforms(featurizer, [w for _, w in good])
             for (i, _), clip in zip(good, clips, strict=True):
-                array = clip.numpy()
-                if array.dtype.kind == "f" and not np.isfinite(array).all():
-                    fail(i, FeatureError(f"{paths[i]}: features are not finite (NaN or inf)"))
-                    continue
-                features[i] = array
-                computed += 1
-                if cache is not None and identities[i] is not None:
-                    new_keys.append(identities[i][0])
-                    new_paths.append(identities[i][1])
-                    new_arrays.append(array)
+                keep(i, clip)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

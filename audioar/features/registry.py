@@ -1,4 +1,4 @@
-"""Featurizers by name: rebuild one from its ``to_config()`` dict."""
+"""Featurizers by name: rebuild one from its ``to_config()`` dict (windowed ones too)."""
 
 import dataclasses
 from collections.abc import Mapping
@@ -10,6 +10,7 @@ from audioar.features.mulaw import MuLaw
 from audioar.features.segments import SegmentSpectrum
 from audioar.features.stft import STFT
 from audioar.features.whole_window import WholeWindowFFT
+from audioar.features.windows import WINDOW_KEYS, Windowed
 
 __all__ = ["FEATURIZERS", "featurizer_from_config"]
 
@@ -22,7 +23,10 @@ FEATURIZERS: dict[str, type[Featurizer]] = {
 def featurizer_from_config(config: Mapping[str, Any]) -> Featurizer:
     """Build a featurizer from ``{"name": "mulaw" | "stft" | "fft" | "segments", **arguments}``.
 
-    Missing arguments take their defaults, so ``{"name": "fft"}`` is a valid config.
+    Missing arguments take their defaults, so ``{"name": "fft"}`` is a valid config. A config
+    with ``window_seconds`` (and optionally ``hop_seconds``), as :meth:`Windowed.to_config`
+    writes it, builds the named featurizer from the other keys and wraps it in
+    :class:`~audioar.features.windows.Windowed` (``window_seconds`` None: no windows).
 
     Args:
         config: A dict as written by ``Featurizer.to_config()``.
@@ -41,6 +45,13 @@ def featurizer_from_config(config: Mapping[str, Any]) -> Featurizer:
     if not isinstance(config, Mapping):
         raise ConfigError(f"featurizer config must be a mapping, got {type(config).__name__}")
     args = dict(config)
+    if any(key in args for key in WINDOW_KEYS):
+        window = {key: args.pop(key, None) for key in WINDOW_KEYS}
+        if window["window_seconds"] is None:  # no windows: only the inner featurizer
+            if window["hop_seconds"] is not None:
+                raise ConfigError("hop_seconds needs window_seconds (the window length)")
+            return featurizer_from_config(args)
+        return Windowed(featurizer_from_config(args), **window)
     name = args.pop("name", None)
     if name not in FEATURIZERS:
         raise ConfigError(f"unknown featurizer {name!r}; expected one of {sorted(FEATURIZERS)}")
