@@ -29,6 +29,7 @@ from audioar.errors import DataError
 from audioar.io import AUDIO_EXTENSIONS
 
 __all__ = [
+    "is_machine_data",
     "NAME_PATTERNS",
     "DcaseName",
     "dcase_clips",
@@ -123,6 +124,25 @@ def detect_dcase(root: Path) -> str | None:
               for lay in DCASE_LAYOUTS}  # fmt: skip
     best = max(DCASE_LAYOUTS, key=lambda lay: counts[lay])
     return best if 2 * counts[best] > len(files) else None
+
+
+def is_machine_data(root: str | os.PathLike[str] | None, layout: str | None = None) -> bool:
+    """Whether ``root`` is machine sound in a DCASE layout (``layout`` forced to one, a
+    machine folder, or a folder holding exactly one): what decides the machine presets
+    (:data:`audioar.config.MACHINE_PRESETS`).
+
+    Example:
+        >>> is_machine_data("dev_data/fan")  # doctest: +SKIP
+        True
+    """
+    if layout is not None:
+        return layout in DCASE_LAYOUTS
+    if root is None:
+        return False
+    path = Path(root)
+    if not path.is_dir():
+        return False
+    return detect_dcase(path) is not None or len(machine_folders(path)) == 1
 
 
 def machine_folders(root: Path) -> list[str]:

@@ -8,9 +8,12 @@ and writes
   and no external assets, so it can be mailed or archived as is;
 * ``report.md``: the same content, figures referenced as PNG files relative to it.
 
-AUC, pAUC and EER are shown with their bootstrap intervals (``metrics["ci"]``), and when the
-evaluation folder holds ``traces.npz`` each of its clips is drawn as its spectrogram over its
-per-step surprise (``trace_<i>.png``).
+AUC, pAUC and EER are shown with their bootstrap intervals (``metrics["ci"]``). An evaluation
+of DCASE machine folders (``metrics["sections"]`` and ``metrics["official"]``, from
+:func:`audioar.sections.section_metrics`) adds, right after the headline, a table per machine
+ID / section and the challenge year's official score. When the evaluation folder holds
+``traces.npz`` each of its clips is drawn as its spectrogram over its per-step surprise
+(``trace_<i>.png``).
 
 The content is built once as a list of blocks (headings, paragraphs, tables, figures) and
 rendered twice, so both files always say the same thing.
@@ -32,7 +35,7 @@ import pandas as pd
 from audioar.artifact import read_document
 from audioar.atomic import atomic_write
 from audioar.errors import RunFormatError
-from audioar.report_evaluation import evaluation_blocks, headline, howto_blocks
+from audioar.report_evaluation import evaluation_blocks, headline, howto_blocks, section_blocks
 from audioar.report_render import (
     Block,
     Cards,
@@ -284,6 +287,9 @@ def build_report(
     blocks: list[Block] = [Para(subtitle, "muted")]
     if metrics is not None:
         blocks.append(Cards(headline(metrics)))
+    # A run conditioned on groups scores each clip against its own machine ID / section.
+    by_group = extra_data.get("condition") == "group" and stored.get("conditional") is not False
+    blocks += section_blocks(metrics, by_group=by_group, target=target)
     blocks += _setup_blocks(cfg)
     blocks += _training_blocks(history, note, cfg, target, out)
     blocks += evaluation_blocks(metrics, ev, run, out, target, dims)

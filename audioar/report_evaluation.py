@@ -1,6 +1,7 @@
-"""The report's evaluation sections: headline cards, the scores with their confidence
-intervals, per-class and per-fold tables, the evaluation figures (the per-clip surprise
-traces come from :mod:`audioar.report_traces`), and how to read them."""
+"""The report's evaluation sections: headline cards, the DCASE per machine ID / section table
+and official score, the scores with their confidence intervals, per-class and per-fold tables,
+the evaluation figures (the per-clip surprise traces come from :mod:`audioar.report_traces`),
+and how to read them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from audioar.atomic import atomic_write
 from audioar.report_render import Block, Figure, Heading, Para, Table, fixed, fmt
 from audioar.report_traces import trace_blocks
 
-__all__ = ["headline", "evaluation_blocks", "howto_blocks"]
+__all__ = ["headline", "section_blocks", "evaluation_blocks", "howto_blocks"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,163 @@ def _folds_table(metrics: Mapping[str, Any]) -> Table:
         numeric=[False, True, True, True, True, True, True, False],
         highlight={mean_row},
     )
+
+
+#: What the anomaly score is, by score name (``metrics["score"]``); ``{c}`` is the class
+#: each clip is scored against ("its own machine ID" for a run conditioned on groups).
+_SCORE_WORDS = {
+    "log_likelihood": "−log p(x | {c})",
+    "nats_per_step": "−log p(x | {c}) per step",
+    "log_posterior": "−log p({c} | x), uniform prior over the classes",
+    "log_likelihood_ratio": "−(log p(x | {c}) − log p₀(x)), p₀ the background model",
+    "complexity_corrected": "−(quantised log p(x | {c}) + lossless code length)",
+    "typicality": "distance of log p(x | {c}) per step from the training clips' mean",
+}
+
+
+def _group_noun(groups: list[str]) -> str:
+    """``machine ID`` (2020 ``id_XX``), ``section`` (2021+) or both, from the group names."""
+    if groups and all(g.startswith("id_") for g in groups):
+        return "machine ID"
+    if groups and all(g.startswith("section_") for g in groups):
+        return "section"
+    return "machine ID / section"
+
+
+def _score_words(metrics: Mapping[str, Any], by_group: bool, target: str, noun: str) -> str:
+    """``"score log_likelihood: anomaly score = −log p(x | its own machine ID)"``."""
+    name = metrics.get("score")
+    if not name:
+        return ""
+    against = f"its own {noun}" if by_group else (target or "target")
+    words = _SCORE_WORDS.get(str(name))
+    what = words.format(c=against) if words else f"−{name}"
+    return f"score {name}: anomaly score = {what}"
+
+
+def _level_words(level: Any) -> str:
+    """``"95 %"`` for 0.95."""
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        value = 0.95
+    return f"{value * 100:g} %"
+
+
+def _section_table(
+    metrics: Mapping[str, Any], rows: list[dict[str, Any]], caption: str, level: str
+) -> Table:
+    max_fpr = metrics.get("max_fpr") or 0.1
+    names = {"auc": "AUC", "pauc": f"pAUC (FPR ≤ {max_fpr:g})"}
+    for domain in ("source", "target"):
+        names[f"auc_{domain}"] = f"AUC {domain}"
+        names[f"pauc_{domain}"] = f"pAUC {domain}"
+    keys = [k for k in names if any(k in row for row in rows)]
+    columns: list[tuple[str, str]] = [("group", "ID / section")]
+    columns += [("n_normal", "normal"), ("n_anomaly", "anomalous")]
+    for key in keys:
+        columns.append((key, names[key]))
+        if any(row.get(f"{key}_ci") for row in rows):  # no column of dashes without intervals
+            columns.append((f"{key}_ci", f"{names[key].split(' (')[0]} {level} interval"))
+    if any(row.get("note") for row in rows):
+        columns.append(("note", "note"))
+    body = []
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if key in ("group", "note"):
+                cells.append(str(value or ""))
+            elif key.startswith("n_"):
+                cells.append(fmt(value))
+            elif key.endswith("_ci"):
+                cells.append(str(value) if value else "–")
+            else:
+                cells.append(fixed(value, 3))
+        body.append(cells)
+    numeric = [key not in ("group", "note") for key, _ in columns]
+    return Table([h for _, h in columns], body, caption=caption, numeric=numeric)
+
+
+def _official_text(official: Mapping[str, Any], noun: str) -> str:
+    """The official score of the year with its interval and formula, and the mean AUC / pAUC."""
+    year = official.get("year")
+    ci = official.get("ci")
+    name = f"Official DCASE {year} score" if year else "Official score"
+    if official.get("score") is None:
+        return f"{name}: none ({official.get('note') or 'not computed'})."
+    text = f"{name}: {_with_ci(official['score'], ci, 'score')}"
+    if official.get("formula"):
+        text += f", the {official['formula']}"
+    text += "."
+    over = f"{noun}s" if noun != "machine ID / section" else "machine IDs / sections"
+    n = official.get("sections")
+    count = f"the {fmt(n)} {over}" if isinstance(n, int) else over
+    text += (
+        f" Mean AUC over {count}: {_with_ci(official.get('mean_auc'), ci, 'mean_auc')}; "
+        f"mean pAUC: {_with_ci(official.get('mean_pauc'), ci, 'mean_pauc')}."
+    )
+    if official.get("left_out") and official.get("note"):
+        text += f" Not in the score: {official['note']}."
+    return text
+
+
+def section_blocks(
+    metrics: Mapping[str, Any] | None, *, by_group: bool = False, target: str = ""
+) -> list[Block]:
+    """The per machine ID / section table and the year's official score, when the
+    evaluation has a ``sections`` block (DCASE folders, :mod:`audioar.sections`); else
+    nothing.
+
+    Args:
+        metrics: The evaluation's ``metrics.json`` (or None).
+        by_group: The run is conditioned on groups (``data.condition = group``): each clip
+            is scored against its own machine ID / section (said in the caption).
+        target: The class clips are scored against otherwise.
+    """
+    from audioar.sections import section_table_rows
+
+    if metrics is None:
+        return []
+    sections = metrics.get("sections")
+    if not isinstance(sections, Mapping) or not sections:
+        return []
+    blocks: list[Block] = [Heading(2, "Per machine ID / section", "sections")]
+    try:
+        rows = section_table_rows(metrics)
+    except (KeyError, TypeError, AttributeError) as exc:
+        logger.warning("metrics.json: unreadable sections block (%s)", exc)
+        return blocks + [Para(f"The per-section metrics could not be read ({exc!r}).", "note")]
+    noun = _group_noun([str(g) for g in sections])
+    official = metrics.get("official") if isinstance(metrics.get("official"), Mapping) else {}
+    first_ci = next((e.get("ci") for e in sections.values() if isinstance(e, Mapping)), None)
+    level = (official.get("ci") or {}).get("level") or (first_ci or {}).get("level")
+    caption = f"Anomalous vs normal test clips of each {noun}"
+    words = _score_words(metrics, by_group, target, noun)
+    if words:
+        caption += f"; {words}"
+    blocks.append(_section_table(metrics, rows, caption, _level_words(level)))
+    if official:
+        blocks.append(Para(_official_text(official, noun)))
+    unlabeled = sum(
+        int(e.get("n_unlabeled") or 0) for e in sections.values() if isinstance(e, Mapping)
+    )
+    notes = []
+    if unlabeled:
+        notes.append(
+            f"{fmt(unlabeled)} clips without a label (evaluation set) are left out of these "
+            "metrics; they are in the official result files."
+        )
+    if any(row.get("auc_ci") for row in rows):
+        strata = (first_ci or {}).get("strata") or "label"
+        notes.append(
+            f"Intervals ({_level_words(level)}, percentile bootstrap): clips resampled within "
+            f"each {noun}, stratified by {strata}; the official score and the means are "
+            "recomputed on the same resamples."
+        )
+    if notes:
+        blocks.append(Para(" ".join(notes), "muted"))
+    return blocks
 
 
 def _figure_ref(src: Path, out_dir: Path) -> str:

@@ -105,9 +105,7 @@ def main() -> None:
         ("baseline", lambda: baseline_table(root, args.baseline_epochs, args.seed)),
     ):
         table, seconds = make()
-        metrics = section_metrics(
-            table, year=args.year, resamples=args.resamples, seed=args.seed
-        )
+        metrics = section_metrics(table, year=args.year, resamples=args.resamples, seed=args.seed)
         results[name] = metrics
         print(f"{name}: fitted in {seconds:.0f} s", flush=True)
 
@@ -135,7 +133,8 @@ def main() -> None:
     for name, metrics in results.items():
         official = metrics["official"]
         low, high = interval(official.get("ci"), "score")
-        print(f"official score ({args.year}) {name}: {official['score']:.3f} [{low:.3f}, {high:.3f}]")
+        score = official["score"]
+        print(f"official score ({args.year}) {name}: {score:.3f} [{low:.3f}, {high:.3f}]")
     for key in ("mean_auc", "mean_pauc"):
         (ours, half_ours), (theirs, half_theirs) = means[("audioar", key)], means[("baseline", key)]
         margin = ours - theirs

@@ -87,7 +87,10 @@ def fit_command(
         "train.device": device,
     }
     overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
-    cfg = resolve_config(recipe, overrides, sets or [])  # no recipe: the family's presets
+    from audioar.machine_layouts import is_machine_data
+
+    # no recipe: the family's presets (and the machine presets on a DCASE folder)
+    cfg = resolve_config(recipe, overrides, sets or [], machine=is_machine_data(data, layout))
     distributed.init_from_env()  # under torchrun: one process of several
     try:
         _fit(cfg, out, resume=resume, overwrite=overwrite, use_cache=not no_cache)

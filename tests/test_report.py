@@ -395,3 +395,104 @@ def test_unreadable_traces_give_a_note(tmp_path):
     (run / "eval" / "traces.npz").write_bytes(b"garbage")
     text = build_report(run)[0].read_text()
     assert "The traces could not be read" in text
+
+
+def _section_table(seed: int, groups: list[str], *, domains: bool) -> pd.DataFrame:
+    """Scored clips of a few machine IDs / sections: anomalies score higher, on average."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, group in enumerate(groups):
+        labels = ["normal"] * 12 + ["anomaly"] * 8
+        part = pd.DataFrame(
+            {
+                "label": labels,
+                "group": group,
+                "anomaly_score": rng.normal(0, 1, 20) + (0.8 + 0.3 * i) * np.arange(20) / 20,
+            }
+        )
+        if domains:
+            part["domain"] = ["source", "target"] * 10
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _dcase_run(tmp_path: Path, sections: dict, *, by_group: bool) -> Path:
+    run = _make_run(tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["extra"]["data"]["condition"] = "group" if by_group else "label"
+    cfg["extra"]["model"] = {"conditional": True, "score": "log_likelihood"}
+    (run / "config.json").write_text(json.dumps(cfg))
+    ll, labels = _scores(0)
+    m = evaluate_scores(ll, labels, "zero", threshold=2.5)
+    m["score"] = "log_likelihood"
+    m.update(sections)
+    write_evaluation(run / "eval", m, scores_frame(ll, labels))
+    return run
+
+
+def test_report_shows_the_per_section_table_and_official_score(tmp_path):
+    from audioar.sections import section_metrics, section_table_rows
+
+    groups = ["section_00", "section_01", "section_02"]
+    sections = section_metrics(_section_table(0, groups, domains=True), year=2023, resamples=50)
+    run = _dcase_run(tmp_path, sections, by_group=True)
+    html_path, md_path = build_report(run)
+    text, md = html_path.read_text(), md_path.read_text()
+    _assert_self_contained(text)
+    rows = section_table_rows(sections)
+    assert [r["group"] for r in rows] == groups and all(r["auc_ci"] for r in rows)
+    official = sections["official"]
+    lo, hi = official["ci"]["score"]
+    score_line = f"Official DCASE 2023 score: {official['score']:.3f} [{lo:.3f}, {hi:.3f}]"
+    mean_lo, mean_hi = official["ci"]["mean_auc"]
+    mean_auc = f"Mean AUC over the 3 sections: {official['mean_auc']:.3f} [{mean_lo:.3f}, "
+    for doc in (text, md):
+        # right after the headline cards, before the setup
+        assert doc.index("Per machine ID / section") < doc.index("Setup")
+        for header in ("ID / section", "anomalous", "AUC 95 % interval", "pAUC (FPR ≤ 0.1)",
+                       "pAUC 95 % interval", "AUC source", "AUC target 95 % interval"):  # fmt: skip
+            assert header in doc
+        caption = "anomaly score = −log p(x | its own section)"
+        assert caption in (doc if doc is text else doc.replace("\\|", "|"))  # md escapes |
+        assert score_line in doc and mean_auc in doc
+        assert "harmonic mean over sections of source AUC, target AUC" in doc
+    table = text.split("Per machine ID / section</h2>")[1].split("</table>")[0]
+    for r in rows:
+        html_cells = [r["group"], r["n_normal"], r["n_anomaly"], f"{r['auc']:.3f}", r["auc_ci"],
+                      f"{r['pauc']:.3f}", r["pauc_ci"], f"{r['auc_source']:.3f}"]  # fmt: skip
+        assert (
+            f"<td>{r['group']}</td>" + "".join(f"<td class=num>{c}</td>" for c in html_cells[1:])
+            in table
+        )
+        assert "| " + " | ".join(str(c) for c in html_cells) + " |" in md
+
+
+def test_report_section_table_without_intervals_escapes_group_names(tmp_path):
+    from audioar.sections import section_metrics
+
+    groups = ["id_00", EVIL]
+    sections = section_metrics(_section_table(1, groups, domains=False), year=2020, resamples=0)
+    run = _dcase_run(tmp_path, sections, by_group=False)
+    html_path, md_path = build_report(run)
+    text, md = html_path.read_text(), md_path.read_text()
+    assert EVIL not in text and EVIL not in md
+    assert "<td>&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;</td>" in text
+    auc = sections["sections"]["id_00"]["auc"]
+    official = sections["official"]
+    for doc in (text, md):
+        assert "Per machine ID / section" in doc
+        caption = "anomaly score = −log p(x | zero)"  # not conditioned on groups
+        assert caption in (doc if doc is text else doc.replace("\\|", "|"))
+        assert "95 % interval" not in doc and "AUC source" not in doc  # no intervals, domains
+        assert f"{auc:.3f}" in doc
+        assert f"Official DCASE 2020 score: {official['score']:.3f}," in doc
+        assert "arithmetic mean of the mean per-ID AUC and the mean per-ID pAUC" in doc
+        assert f"mean pAUC: {official['mean_pauc']:.3f}." in doc
+
+
+def test_report_without_sections_has_no_section_table(tmp_path):
+    run = _make_run(tmp_path / "run")
+    _evaluate(run)
+    html_path, md_path = build_report(run)
+    for doc in (html_path.read_text(), md_path.read_text()):
+        assert "Per machine ID / section" not in doc and "Official DCASE" not in doc

@@ -55,9 +55,9 @@ def default_root() -> Path:
 
 # --------------------------------------------------------------------------- package
 def test_package_reexports_its_modules_public_names():
-    from audioar.synth import dsp, engines, phones
+    from audioar.synth import dsp, engines, machine, phones
 
-    modules = (dataset, dsp, engines, phones, render, voices)
+    modules = (dataset, dsp, engines, machine, phones, render, voices)
     owners = {name: m for m in modules for name in m.__all__}
     assert set(synth.__all__) == set(owners)
     for name, module in owners.items():

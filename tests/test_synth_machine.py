@@ -56,7 +56,7 @@ def detector_set(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = synth.synthesize_machine_dataset(
         tmp_path_factory.mktemp("det") / "out",
         ids=(0, 2, 4, 6),
-        train_clips=16,
+        train_clips=30,  # a 64-dimensional Gaussian needs them
         test_normal=12,
         test_anomaly=12,
         seconds=1.5,
@@ -210,9 +210,11 @@ def test_machine_ids_have_their_own_character():
     assert len({c.resonances for c in chars}) == 4
     json.dumps([c.__dict__ for c in chars])  # plain numbers (the metadata holds them)
     pump = synth.machine_character("pump", 0, seed=0)
-    assert synth.MACHINE_TYPES["pump"].blades[0] <= pump.blades <= synth.MACHINE_TYPES[
-        "pump"
-    ].blades[1]
+    assert (
+        synth.MACHINE_TYPES["pump"].blades[0]
+        <= pump.blades
+        <= synth.MACHINE_TYPES["pump"].blades[1]
+    )
 
 
 @pytest.mark.parametrize("kind", synth.ANOMALY_TYPES)

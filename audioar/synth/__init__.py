@@ -32,6 +32,9 @@ Modules (one job each):
 - ``engines``: ``resolve_engine`` and the dry word of every take, per engine.
 - ``readme``: the README written into every data set.
 - ``dataset``: splits, marker, ``synthesize_dataset``, ``default_dataset``, ``read_metadata``.
+- ``machine``: a fan/pump-like machine-sound set in the DCASE 2020 Task 2 layout, with
+  bearing, imbalance, rubbing and clogging anomalies (``synthesize_machine_dataset``,
+  ``default_machine_dataset``, ``read_machine_metadata``).
 
 References:
     Klatt, "Software for a cascade/parallel formant synthesizer", JASA 67(3), 1980.
@@ -58,6 +61,19 @@ from audioar.synth.dataset import (
 )
 from audioar.synth.dsp import allpole_blocks, allpole_blocks_reference, formant_cascade
 from audioar.synth.engines import ENGINES, resolve_engine
+from audioar.synth.machine import (
+    ANOMALY_SEVERITY,
+    ANOMALY_TYPES,
+    DEFAULT_MACHINE_IDS,
+    MACHINE_SAMPLE_RATES,
+    MACHINE_TYPES,
+    MachineCharacter,
+    default_machine_dataset,
+    default_machine_dataset_name,
+    machine_character,
+    read_machine_metadata,
+    synthesize_machine_dataset,
+)
 from audioar.synth.phones import LEXICON
 from audioar.synth.render import CLIP_SECONDS, SAMPLE_RATE, SAMPLE_RATES, SYNTH_RATE, formant_word
 from audioar.synth.voices import Speaker, make_speaker
@@ -84,4 +100,15 @@ __all__ = [
     "default_dataset",
     "default_dataset_name",
     "read_metadata",
+    "MACHINE_TYPES",
+    "ANOMALY_TYPES",
+    "ANOMALY_SEVERITY",
+    "MACHINE_SAMPLE_RATES",
+    "DEFAULT_MACHINE_IDS",
+    "MachineCharacter",
+    "machine_character",
+    "synthesize_machine_dataset",
+    "default_machine_dataset",
+    "default_machine_dataset_name",
+    "read_machine_metadata",
 ]
