@@ -183,7 +183,8 @@ def load_trained(run_dir: str | Path) -> TrainedModel:
         spec = InputSpec(str(info["kind"]), shape, int(info["levels"]), 0)
     except (KeyError, TypeError, ValueError, ConfigError):
         raise RunFormatError(f"{source}: missing or invalid model input description") from None
-    if stored.get("conditional"):
+    # a model built conditional (even on one class: then it has no posterior) takes labels
+    if stored.get("conditional") or getattr(cfg.model.settings, "conditional", False):
         spec = replace(spec, classes=len(classes))
     featurizer = featurizer_from_config(run.featurizer)
     own = {k: v for k, v in run.state_dict.items() if not k.startswith(BACKGROUND)}

@@ -177,7 +177,8 @@ def _score_batches(
             for row, trace in zip(rows, clip_traces(trained, good, groups=groups), strict=True):
                 name = write_trace_csv(folder, chunk[row], trace, seconds).name
                 table.loc[row, "trace"] = name
-                writer.writerow([str(chunk[row]), name, len(trace), step, f"{trace.sum():.9g}"])
+                clip_ll = float(table.loc[row, "log_likelihood"])  # windows: their aggregate
+                writer.writerow([str(chunk[row]), name, len(trace), step, f"{clip_ll:.9g}"])
         if progress is not None:
             progress(len(chunk))
         yield table

@@ -34,6 +34,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
+#: Most windows of a streamed file featurized in one batch: the batch's spectra are what
+#: a long recording adds to memory (32 one-second windows: a few MB).
+WINDOWS_PER_BLOCK = 32
 
 
 @dataclass
@@ -185,8 +188,8 @@ def extract(
         cache_dir: Cache folder. Default None: ``audioar.paths.cache_root() / "features"``.
         use_cache: Read and write the cache. Default True; False bypasses both.
         batch_size: Clips featurized per batch. Default 256. With a ``Windowed``
-            featurizer: windows featurized per batch (each file is streamed, see
-            :func:`featurize_windows`).
+            featurizer: windows featurized per batch, at most :data:`WINDOWS_PER_BLOCK`
+            (each file is streamed, see :func:`featurize_windows`).
         on_error: ``"raise"`` (default): the first bad clip raises. ``"skip"``: bad clips
             (unreadable audio, or non-finite features) are left out and listed in
             ``errors``.
@@ -259,7 +262,9 @@ def extract(
         try:
             for i in todo:
                 try:
-                    clip = featurize_windows(featurizer, paths[i], windows_per_block=batch_size)
+                    clip = featurize_windows(
+                        featurizer, paths[i], windows_per_block=min(batch_size, WINDOWS_PER_BLOCK)
+                    )
                 except AudioError as error:
                     fail(i, error)
                     continue
