@@ -34,7 +34,7 @@ from audioar.bootstrap import (
     fold_mean_intervals,
 )
 from audioar.clip_windows import WindowedScores, is_windowed
-from audioar.clips import UNLABELED
+from audioar.clips import DCASE_LAYOUTS, UNLABELED
 from audioar.data import Clip, Split, loso_folds, split
 from audioar.errors import DataError
 from audioar.evaluate import evaluate_scores, summarize_folds, summarize_scores
@@ -51,8 +51,7 @@ __all__ = ["Evaluation", "evaluate_clips", "add_intervals", "score_test_part", "
 logger = logging.getLogger(__name__)
 
 _HEADLINE = ("auc", "pauc", "eer", "target_rank", "target_first")
-#: The layouts of DCASE machine folders, and the challenge year each is scored as by default.
-DCASE_LAYOUTS = ("dcase2020", "dcase2021")
+#: The challenge year a DCASE layout is scored as by default.
 DCASE_DEFAULT_YEAR = {"dcase2020": 2020, "dcase2021": 2023}
 
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +222,31 @@ def synthesize_dataset(
     """
     out = Path(out_dir).expanduser()
     words = _check_options(seed, speakers, takes, words, sample_rate)
+    name = resolve_engine(engine)
+    _write_whole(
+        out,
+        force,
+        lambda tmp: _generate(
+            tmp,
+            seed=seed,
+            engine=name,
+            speakers=speakers,
+            takes=takes,
+            words=words,
+            sample_rate=sample_rate,
+        ),
+    )
+    return out
+
+
+def _write_whole(out: Path, force: bool, generate: Callable[[Path], None]) -> None:
+    """Write a synthetic data-set folder whole or not at all: ``generate`` fills a temporary
+    sibling, which then replaces ``out``.
+
+    Raises:
+        DataError: ``out`` is a file, or a non-empty folder (without ``force``, or not a
+            synthetic data set: no ``MARKER_FILE``).
+    """
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -232,24 +257,14 @@ def synthesize_dataset(
                 f"{out}: refusing to replace a folder that is not a synthetic data set "
                 f"({MARKER_FILE} missing)"
             )
-    name = resolve_engine(engine)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(out, "tmp")
     try:
-        _generate(
-            tmp,
-            seed=seed,
-            engine=name,
-            speakers=speakers,
-            takes=takes,
-            words=words,
-            sample_rate=sample_rate,
-        )
+        generate(tmp)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def default_dataset_name(engine: str = "auto", seed: int = 0) -> str:

@@ -50,7 +50,7 @@ import numpy as np
 from audioar.atomic import replace_dir, temp_sibling
 from audioar.errors import ConfigError, DataError
 from audioar.paths import cache_root
-from audioar.synth.dataset import MARKER_FILE, _write_wav
+from audioar.synth.dataset import MARKER_FILE, _write_wav, _write_whole
 from audioar.synth.dsp import _bandpass, _signal
 
 __all__ = [
@@ -605,20 +605,10 @@ def synthesize_machine_dataset(
     out = Path(out_dir).expanduser()
     counts = (train_clips, test_normal, test_anomaly)
     ids = _check(seed, machine, ids, counts, seconds, sample_rate)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise DataError(f"{out}: folder exists and is not empty (use --force to replace it)")
-        if not (out / MARKER_FILE).is_file():
-            raise DataError(
-                f"{out}: refusing to replace a folder that is not a synthetic data set "
-                f"({MARKER_FILE} missing)"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(out, "tmp")
-    try:
-        _generate(
+    _write_whole(
+        out,
+        force,
+        lambda tmp: _generate(
             tmp,
             seed=seed,
             machine=machine,
@@ -626,11 +616,8 @@ def synthesize_machine_dataset(
             counts=counts,
             seconds=seconds,
             sample_rate=sample_rate,
-        )
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        ),
+    )
     return out / machine
 
 
