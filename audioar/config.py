@@ -46,6 +46,7 @@ __all__ = [
     "load_recipe",
     "apply_overrides",
     "preset_overrides",
+    "resolve_run_config",
     "MACHINE_PRESETS",
 ]
 
@@ -294,3 +295,28 @@ def preset_overrides(overrides: list[str] | tuple[str, ...], *, machine: bool = 
     if machine and cfg.features.name == "segments":
         chosen += MACHINE_PRESETS
     return chosen
+
+
+def resolve_run_config(
+    recipe: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    machine: bool = False,
+) -> RunConfig:
+    """The run configuration as ``audioar fit`` resolves it: the recipe (or the defaults),
+    then ``overrides`` (last wins). Without a recipe the chosen family's presets for the
+    chosen features come first (e.g. the MAF's class-conditional MFCC segments), then the
+    machine presets when ``machine`` (a DCASE folder); ``overrides`` still win.
+
+    Args:
+        recipe: A TOML recipe, or None.
+        overrides: Dotted ``section.field=value`` items.
+        machine: The data is a DCASE machine folder (:data:`MACHINE_PRESETS`).
+
+    Raises:
+        ConfigError: A bad recipe or override (named).
+    """
+    chosen = list(overrides)
+    if recipe is not None:
+        return apply_overrides(load_recipe(recipe), chosen)
+    return apply_overrides(RunConfig(), [*preset_overrides(chosen, machine=machine), *chosen])

@@ -25,7 +25,7 @@ from audioar.models.standardize import Standardized
 from audioar.run import FitSummary, TrainedModel
 from audioar.train import EpochStats
 
-__all__ = ["fit_run", "load_trained"]
+__all__ = ["fit_run", "load_trained", "save_trained"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,22 +101,30 @@ def fit_run(
             remove_checkpoint(run_dir)  # nothing a resume could continue
         raise
     if distributed.is_main():
-        _save(trained, summary, dataset, parts, run_dir, overwrite=overwrite or resume)
+        save_trained(trained, summary, dataset, parts, run_dir, overwrite=overwrite or resume)
         remove_checkpoint(run_dir)
     distributed.barrier()
     summary.run_dir = run_dir
     return trained, summary
 
 
-def _save(
+def save_trained(
     trained: TrainedModel,
     summary: FitSummary,
     dataset: Dataset,
     parts: Split,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
-    overwrite: bool,
+    overwrite: bool = False,
 ) -> None:
+    """Write a fitted model as a run directory (whole or not at all): the resolved config,
+    weights (with the likelihood ratio's background model), featurizer, calibration,
+    history and what it was fitted on (``extra``), as :func:`load_trained` reads it.
+
+    Raises:
+        DataError: ``run_dir`` exists and ``overwrite`` is False.
+    """
+    run_dir = Path(run_dir)
     result, cfg, spec = summary.result, trained.config, trained.spec
     extra = {
         "fit": {

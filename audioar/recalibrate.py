@@ -23,9 +23,10 @@ from audioar.calibration import MIN_REFERENCE, Calibration, calibrate
 from audioar.config import CalibrationConfig
 from audioar.errors import DataError
 from audioar.pipeline import load_trained
+from audioar.run import TrainedModel
 from audioar.scorer import expand_inputs, score_files
 
-__all__ = ["Recalibration", "recalibrate"]
+__all__ = ["Recalibration", "recalibrate", "calibrate_trained"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,46 @@ def recalibrate(
     """
     trained = load_trained(run_dir)
     before = trained.calibration
+    after, scored, skipped = calibrate_trained(
+        trained,
+        inputs,
+        target_fpr=target_fpr,
+        method=method,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    source = {
+        "inputs": [str(Path(item).expanduser().absolute()) for item in inputs],
+        "clips": scored,
+        "skipped": len(skipped),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    replace_calibration(run_dir, after.to_dict(), source)
+    return Recalibration(before, after, scored, skipped)
+
+
+def calibrate_trained(
+    trained: TrainedModel,
+    inputs: Sequence[str | Path],
+    *,
+    target_fpr: float | None = None,
+    method: str | None = None,
+    batch_size: int = 2048,
+    use_cache: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Calibration, int, list[tuple[str, str]]]:
+    """The calibration a fitted model gets from the normal clips named by ``inputs`` (what
+    :func:`recalibrate` stores; nothing is written here).
+
+    Returns:
+        ``(calibration, clips it was set from, [(path, reason) of each skipped clip])``.
+
+    Raises:
+        DataError: Fewer than ``MIN_REFERENCE`` clips could be scored.
+        ConfigError: ``target_fpr`` outside ``(0, 1)`` or an unknown method.
+    """
+    before = trained.calibration
     target_fpr = before.target_fpr if target_fpr is None else target_fpr
     method = before.method if method is None else method
     CalibrationConfig(target_fpr=target_fpr, method=method)  # bad settings fail here
@@ -96,12 +137,4 @@ def recalibrate(
             f"calibration needs at least {MIN_REFERENCE} normal clips; {len(scores)} of "
             f"{len(files)} could be scored"
         )
-    after = calibrate(scores, target_fpr, method)
-    source = {
-        "inputs": [str(Path(item).expanduser().absolute()) for item in inputs],
-        "clips": len(scores),
-        "skipped": len(skipped),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    replace_calibration(run_dir, after.to_dict(), source)
-    return Recalibration(before, after, len(scores), skipped)
+    return calibrate(scores, target_fpr, method), len(scores), skipped

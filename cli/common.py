@@ -25,18 +25,11 @@ MODEL_HELP = describe_families()
 def resolve_config(
     recipe: Path | None, overrides: Sequence[str], sets: Sequence[str], *, machine: bool = False
 ) -> "RunConfig":
-    """Recipe (or defaults), then the explicit options, then ``--set`` overrides (last wins).
+    """Recipe (or defaults and presets), then the explicit options, then ``--set`` overrides
+    (last wins): :func:`audioar.config.resolve_run_config`."""
+    from audioar.config import resolve_run_config
 
-    Without a recipe the chosen family's presets for the chosen features come first (e.g.
-    the MAF's class-conditional MFCC segments, a WaveNet sized for ``stft`` frames), then the
-    machine presets when ``machine`` (a DCASE folder): the options and ``--set`` still win.
-    """
-    from audioar.config import RunConfig, apply_overrides, load_recipe, preset_overrides
-
-    chosen = [*overrides, *sets]
-    if recipe is not None:
-        return apply_overrides(load_recipe(recipe), chosen)
-    return apply_overrides(RunConfig(), [*preset_overrides(chosen, machine=machine), *chosen])
+    return resolve_run_config(recipe, [*overrides, *sets], machine=machine)
 
 
 def show_dataset(dataset: "Dataset", parts: "Split | None" = None, max_rows: int = 24) -> None:
