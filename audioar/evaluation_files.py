@@ -183,7 +183,12 @@ def write_evaluation(
     )
     figures.save_figure(
         figures.score_histogram_figure(
-            score, is_target, threshold=threshold, target=target, pooled=fold is not None
+            score,
+            is_target,
+            threshold=threshold,
+            target=target,
+            pooled=fold is not None,
+            score=metrics.get("score"),
         ),
         paths["score_hist"],
     )

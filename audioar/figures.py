@@ -137,6 +137,31 @@ def roc_figure(
     return fig
 
 
+def robust_range(values: np.ndarray, *, tail: float = 0.02) -> tuple[float, float]:
+    """Axis limits that hold the bulk of ``values``: the ``tail`` and ``1 - tail`` quantiles
+    widened by half their distance, never past the data. A few extreme clips (a clip at
+    -900 nats among clips near -60) then no longer squeeze everything else into a corner.
+
+    Returns:
+        ``(low, high)``; ``(0, 1)`` without finite values.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return 0.0, 1.0
+    lo, hi = np.quantile(v, [tail, 1.0 - tail])
+    margin = 0.5 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+    low, high = max(v.min(), lo - margin), min(v.max(), hi + margin)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return float(low), float(high)
+
+
+def _beyond(values: np.ndarray, low: float, high: float) -> int:
+    v = np.asarray(values, dtype=np.float64)
+    return int(((v < low) | (v > high)).sum())
+
+
 def per_class_boxplot_figure(
     log_likelihood: np.ndarray, labels: Sequence[str] | np.ndarray, target: str
 ) -> Figure:
@@ -178,7 +203,13 @@ def per_class_boxplot_figure(
                 tick.set_fontweight("bold")
         if str(target) in classes:
             ax.axvline(np.median(ll[lab == str(target)]), color=_TARGET_COLOR, lw=0.8, ls="--")
-        ax.set_xlabel("log-likelihood (nats, higher = more normal)")
+        low, high = robust_range(ll)
+        ax.set_xlim(low - 0.02 * (high - low), high + 0.02 * (high - low))
+        outside = _beyond(ll, low, high)
+        ax.set_xlabel(
+            f"log p(x | {target!s}) (nats, higher = more normal)"
+            + (f"; {outside} clip(s) beyond the axis not drawn" if outside else "")
+        )
         ax.set_title(f"Log-likelihood per class (target {target!s} in red)")
         ax.grid(axis="x", alpha=0.3)
     return fig
@@ -192,8 +223,12 @@ def score_histogram_figure(
     target: str | None = None,
     pooled: bool = False,
     bins: int = 40,
+    score: str | None = None,
 ) -> Figure:
     """Histograms of the anomaly score of target clips vs all other clips.
+
+    The axis holds the bulk of the scores (:func:`robust_range`); clips beyond it are
+    counted in the edge bins, and the axis label says how many.
 
     Args:
         anomaly_score: (n,) anomaly score (= -log-likelihood).
@@ -202,16 +237,21 @@ def score_histogram_figure(
         target: the target class, for the legend. Default None.
         pooled: scores of several folds pooled (noted in the title). Default False.
         bins: number of shared bins. Default 40.
+        score: the score column the anomaly score is minus (for the axis label). Default
+            None: the log-likelihood.
 
     Returns:
         The figure.
     """
-    s = np.asarray(anomaly_score, dtype=np.float64)
+    raw = np.asarray(anomaly_score, dtype=np.float64)
     t = np.asarray(is_target, dtype=bool)
+    low, high = robust_range(raw)
+    outside = _beyond(raw, low, high)
+    s = np.clip(raw, low, high)
     fig = _figure(6.4, 3.8)
     with matplotlib.rc_context(_RC):
         ax = fig.add_subplot()
-        edges = np.histogram_bin_edges(s, bins=bins)
+        edges = np.histogram_bin_edges(s[np.isfinite(s)], bins=bins, range=(low, high))
         name = "target" if target is None else f"target ({target!s})"
         ax.hist(s[~t], bins=edges, density=True, alpha=0.5, color=_OTHER_COLOR, label="others")
         ax.hist(
@@ -228,7 +268,10 @@ def score_histogram_figure(
             ax.axvline(
                 threshold, color="black", ls="--", lw=1.2, label=f"threshold {threshold:.4g}"
             )
-        ax.set_xlabel("anomaly score = −log-likelihood (nats)")
+        ax.set_xlabel(
+            f"anomaly score = −{score or 'log-likelihood'}"
+            + (f"; {outside} clip(s) beyond the axis, in the edge bins" if outside else "")
+        )
         ax.set_ylabel("density")
         ax.set_title("Anomaly scores" + (" (all folds pooled)" if pooled else ""))
         ax.grid(alpha=0.3)

@@ -289,10 +289,11 @@ def build_report(
         blocks.append(Cards(headline(metrics)))
     # A run conditioned on groups scores each clip against its own machine ID / section.
     by_group = extra_data.get("condition") == "group" and stored.get("conditional") is not False
+    # results first (headline, per section, per class, figures), then how they came about
     blocks += section_blocks(metrics, by_group=by_group, target=target)
-    blocks += _setup_blocks(cfg)
-    blocks += _training_blocks(history, note, cfg, target, out)
     blocks += evaluation_blocks(metrics, ev, run, out, target, dims)
+    blocks += _training_blocks(history, note, cfg, target, out)
+    blocks += _setup_blocks(cfg)
     blocks += howto_blocks(dims or (metrics or {}).get("dims"), bool(stored.get("conditional")))
 
     html_path = atomic_write(

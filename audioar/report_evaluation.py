@@ -22,8 +22,16 @@ logger = logging.getLogger(__name__)
 
 _EVAL_FIGURES = (
     ("roc.png", "ROC curve, target vs rest (shaded: the FPR range of the pAUC)."),
-    ("per_class_loglik.png", "Log-likelihood per class, sorted by median; target in red."),
-    ("score_hist.png", "Anomaly scores of target clips vs all others, with the threshold."),
+    (
+        "per_class_loglik.png",
+        "Log-likelihood under the target per class (log p(x | target), whatever the chosen "
+        "score), sorted by median; target in red; the axis holds the bulk of the clips.",
+    ),
+    (
+        "score_hist.png",
+        "Anomaly scores (minus the chosen score) of target clips vs all others, with the "
+        "threshold; clips beyond the axis are counted in the edge bins.",
+    ),
 )
 
 
@@ -133,9 +141,10 @@ def _per_class_table(metrics: Mapping[str, Any], target: str, dims: int | None) 
             )
         ),
     )
-    header = ["rank", "class", "n", "mean LL", "median LL"]
+    score = str(metrics.get("score") or "log_likelihood")
+    header = ["rank", "class", "n", f"mean {score}", f"median {score}"]
     if dims:
-        header.append("mean LL / dim")
+        header.append(f"mean {score} / dim")
     header.append("AUC vs target")
     rows, highlight = [], set()
     for i, (label, row) in enumerate(order):
@@ -153,7 +162,10 @@ def _per_class_table(metrics: Mapping[str, Any], target: str, dims: int | None) 
         rows.append(cells)
         if label == target:
             highlight.add(i)
-    caption = "Per class, sorted by mean log-likelihood (nats); target highlighted"
+    caption = (
+        f"Per class, sorted by the mean of the chosen score {score} (nats, higher = more "
+        "normal); target highlighted"
+    )
     if "folds" in metrics:
         caption += " (averaged over folds)"
     numeric = [True] * len(header)
