@@ -9,15 +9,20 @@ Layout of ``RUN_DIR``::
 
 The directory appears whole or not at all: it is written into a hidden temporary sibling
 ``.RUN_DIR.tmp-<random>`` and renamed. While a fit runs, its checkpoint lives in another sibling,
-``RUN_DIR.partial/`` (:func:`checkpoint_path_for`), removed once the run is saved.
+``RUN_DIR.partial/`` (:func:`checkpoint_path_for`), removed once the run is saved, and the
+fit holds ``RUN_DIR.lock`` (:func:`hold_run_lock`) so that two fits never share them.
 """
 
 import json
 import logging
 import math
+import os
 import pickle
 import shutil
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +33,7 @@ import torch
 from torch import Tensor
 
 from audioar import __version__
-from audioar.atomic import atomic_write, replace_dir, temp_sibling
+from audioar.atomic import atomic_write, pid_alive, replace_dir, temp_sibling, write_error
 from audioar.config import FORMAT_VERSION
 from audioar.errors import ConfigError, RunFormatError
 
@@ -40,6 +45,8 @@ __all__ = [
     "replace_calibration",
     "checkpoint_path_for",
     "remove_checkpoint",
+    "lock_path_for",
+    "hold_run_lock",
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "HISTORY_FILE",
@@ -127,7 +134,10 @@ def save_run(
     Raises:
         ConfigError: ``run_dir`` exists and ``overwrite`` is False, or a value cannot be
             stored (not JSON-safe, a state dict entry that is not a tensor).
+        OSError: A write failed (e.g. no space left on device); it names ``run_dir``, not
+            the hidden folder the run was being written into, and nothing is left behind.
     """
+    named = Path(run_dir)  # as the user wrote it, for messages
     run_dir = Path(run_dir).expanduser().absolute()
     if run_dir.exists() and not overwrite:
         raise ConfigError(f"{run_dir}: already exists; choose another --out or pass --overwrite")
@@ -151,6 +161,12 @@ def save_run(
         frame = pd.DataFrame(history) if history else pd.DataFrame(columns=_HISTORY_COLUMNS)
         frame.to_csv(tmp / HISTORY_FILE, index=False)
         replace_dir(tmp, run_dir)  # an old run (overwrite) goes only once the new one is in
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = write_error(exc, named, tmp)
+        if error is None:
+            raise
+        raise error from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -296,3 +312,80 @@ def remove_checkpoint(run_dir: str | Path) -> None:
     if partial.exists():
         shutil.rmtree(partial)
         logger.info("removed checkpoint folder %s", partial)
+
+
+def lock_path_for(run_dir: str | Path) -> Path:
+    """The lock file a fit of ``run_dir`` holds: the sibling ``RUN_DIR.lock``."""
+    run_dir = Path(run_dir).expanduser().absolute()
+    return run_dir.parent / f"{run_dir.name}.lock"
+
+
+#: Seconds a lock file without a process id is taken for one being written (then stale).
+_LOCK_GRACE = 10.0
+
+
+@contextmanager
+def hold_run_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold ``RUN_DIR.lock`` (created exclusively, holding this process's id) while the
+    block runs, so that a second fit of the same run directory fails at once.
+
+    A lock left by a process that no longer runs (killed outright) is taken over.
+
+    Args:
+        run_dir: The run directory the fit writes.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        ConfigError: Another running process holds the lock (named with its process id).
+    """
+    lock = lock_path_for(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = f"{os.getpid()}\n"
+    for _ in range(5):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None and (holder == -1 or pid_alive(holder)):
+                who = "another process" if holder == -1 else f"another fit (pid {holder})"
+                raise ConfigError(
+                    f"{run_dir}: {who} is writing this run (lock {run_dir}.lock); wait for "
+                    "it to finish or stop it"
+                ) from None
+            if holder is not None:
+                logger.warning("taking over %s of pid %d, which no longer runs", lock, holder)
+            lock.unlink(missing_ok=True)
+            continue
+        try:
+            os.write(fd, mine.encode())
+        except OSError as exc:
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise write_error(exc, lock) or exc from None
+        os.close(fd)
+        break
+    else:  # pragma: no cover - other processes kept re-creating it
+        raise ConfigError(f"{run_dir}: cannot take the lock {lock}; try again")
+    try:
+        yield lock
+    finally:
+        try:
+            if lock.read_text() == mine:  # a lock taken over meanwhile is not ours to drop
+                lock.unlink()
+        except OSError:
+            pass
+
+
+def _lock_holder(lock: Path) -> int | None:
+    """The process id in ``lock``; -1 for a lock being written (no id yet, recent); None
+    when there is nothing to respect (gone, or an old lock without an id)."""
+    try:
+        text = lock.read_text().strip()
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return None
+    if text.isdigit():
+        return int(text)
+    return -1 if age < _LOCK_GRACE else None

@@ -22,6 +22,7 @@ from audioar.errors import ConfigError, DataError, TrainingError
 __all__ = [
     "ClipSet",
     "collate",
+    "stack_padded",
     "as_dataset",
     "resolve_device",
     "batch_to_device",
@@ -66,15 +67,18 @@ class ClipSet(Dataset):
         )
 
 
+def stack_padded(xs: Sequence[Tensor]) -> Tensor:
+    """Clips as one batch: stacked when all share one shape, else zero-padded at the end of
+    the time axis, ``(batch, time[, bins])``."""
+    if all(x.shape == xs[0].shape for x in xs):
+        return torch.stack(list(xs))
+    return pad_sequence(list(xs), batch_first=True)
+
+
 def collate(items: list[tuple]) -> tuple:
-    """Batch ``(x, label, length)`` items: ``x`` stacked when all clips share one shape,
-    else zero-padded at the end of the time axis, ``(batch, time[, bins])``; the rest
+    """Batch ``(x, label, length)`` items: ``x`` by :func:`stack_padded`, the rest
     stacked."""
-    first = [item[0] for item in items]
-    if all(x.shape == first[0].shape for x in first):
-        x = torch.stack(first)
-    else:
-        x = pad_sequence(first, batch_first=True)
+    x = stack_padded([item[0] for item in items])
     rest = [torch.stack([item[i] for item in items]) for i in range(1, len(items[0]))]
     return (x, *rest)
 

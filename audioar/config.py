@@ -106,11 +106,17 @@ def _section_fields(section: str, model_name: str | None = None) -> dict[str, An
     return {"name": str, **field_types(model_family(model_name or "maf").Config)}
 
 
+def _known_keys(section: str, fields: dict[str, Any], model: str) -> str:
+    """``the keys of model maf are name, num_flows, ...`` (no brackets: messages are shown
+    through rich, which would take ``[model]`` for markup)."""
+    where = f"model {model}" if section == "model" else section
+    return f"the keys of {where} are {', '.join(fields)}"
+
+
 def _unknown_keys(section: str, keys: list[str], fields: dict[str, Any], model: str) -> str:
-    where = f"[model] of {model}" if section == "model" else f"[{section}]"
     return (
-        f"unknown key(s) {', '.join(f'{section}.{k}' for k in keys)}; {where} has "
-        f"{', '.join(fields)}"
+        f"unknown key(s) {', '.join(f'{section}.{k}' for k in keys)}; "
+        f"{_known_keys(section, fields, model)}"
     )
 
 
@@ -244,10 +250,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
             continue
         fields = _section_fields(section, parts["model"].name)
         if name not in fields:
-            where = f"[model] of {parts['model'].name}" if section == "model" else f"[{section}]"
-            raise ConfigError(
-                f"override {item!r}: unknown key {key!r}; {where} has {', '.join(fields)}"
-            )
+            known = _known_keys(section, fields, parts["model"].name)
+            raise ConfigError(f"override {item!r}: unknown key {key!r}; {known}")
         value = parse_text(raw, fields[name], key)
         if section == "model":
             model = parts["model"]

@@ -429,6 +429,13 @@ def train_model(
         method=cfg.calibration.method,
     )
     trained = TrainedModel(model, featurizer, calibration, cfg, spec, classes, background, typical)
+    if data.owner is not None:  # single windows vary more than their clip's aggregate
+        windows = example_scores(val_target, background=background, typical=typical)
+        trained.window_calibration = calibrate(
+            -windows.score(cfg.score.resolve(model.has_posterior)),
+            cfg.calibration.target_fpr,
+            method=cfg.calibration.method,
+        )
     n_train = len({id(data.clips[i]) for i in data.train})
     n_val = len({id(data.clips[i]) for i in data.validation})
     summary = FitSummary(result, n_train, n_val, time.perf_counter() - start, data.skipped)

@@ -3,18 +3,35 @@
 Everything the ``fit`` command does is :func:`fit_run`: the fit of
 :func:`audioar.fitting.train_model` saved as a run directory (it appears whole or not at
 all); :func:`load_trained` brings a run directory back for scoring.
+
+A fit holds ``RUN_DIR.lock`` and keeps its checkpoint in ``RUN_DIR.partial/`` with the
+settings it was made with (``settings.json``: the resolved config and the clips of each
+part of the split); a resume with other settings, or over nothing, is refused.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from audioar import __version__, distributed
-from audioar.artifact import checkpoint_path_for, load_run, remove_checkpoint, save_run
+from audioar.artifact import (
+    checkpoint_path_for,
+    hold_run_lock,
+    load_run,
+    remove_checkpoint,
+    save_run,
+)
+from audioar.atomic import atomic_write, remove_stale_temporaries
 from audioar.calibration import Calibration
+from audioar.checkpoints import CheckpointError, checkpoint_epoch, setting_differences
 from audioar.config import RunConfig, run_config_from_dict, run_config_to_dict
 from audioar.data import Dataset, Split, split
 from audioar.errors import ConfigError, DataError, RunFormatError, TrainingError
@@ -31,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of the background model's entries in ``weights.pt``.
 BACKGROUND = "background."
+#: The file in ``RUN_DIR.partial/`` that says which settings the checkpoint was made with.
+SETTINGS_FILE = "settings.json"
+#: errno values of a write the disk refused (full, over quota, read-only, failing).
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
 
 
 def fit_run(
@@ -43,14 +64,18 @@ def fit_run(
     on_epoch: Callable[[EpochStats, dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_data: Callable[[RunConfig, Dataset, Split], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> tuple[TrainedModel, FitSummary]:
     """Fit, calibrate and save a run directory (it appears whole or not at all).
 
     The in-progress checkpoint lives beside the run (``RUN_DIR.partial/``) so that an
     interrupted fit can be resumed (``resume=True``) losing at most one epoch; it is removed
     once the run is saved, and also when the fit fails for a reason a resume cannot mend
-    (bad data or settings, a non-finite loss). Under ``torchrun`` every process trains and
-    only rank 0 writes.
+    (bad data or settings, a non-finite loss). A checkpoint is never discarded silently: a
+    fit over one needs ``resume`` (same settings, same split: anything else is refused and
+    the checkpoint kept) or ``overwrite`` (start afresh). While it runs the fit holds
+    ``RUN_DIR.lock``, so a second fit of the same directory fails at once. Under
+    ``torchrun`` every process trains and only rank 0 writes.
 
     Args:
         cfg: The run configuration (resolved; stored in ``config.json``).
@@ -62,9 +87,22 @@ def fit_run(
         progress: Called with ``(steps done, step budget)``.
         on_data: Called before training with the resolved config (the target class and
             what a conditional model is conditioned on), the data set and its split.
+        on_resume: Called (after ``on_data``) with the number of epochs the resumed
+            checkpoint had finished.
 
     Returns:
         The trained model and a summary (``summary.run_dir`` is set).
+
+    Raises:
+        DataError: ``run_dir`` exists (without ``overwrite`` or ``resume``), ``resume``
+            with no checkpoint, a checkpoint without ``resume`` or ``overwrite``, or data
+            that cannot be used.
+        ConfigError: Bad settings, settings other than the resumed checkpoint's, or another
+            fit holding ``RUN_DIR.lock``.
+        CheckpointError: A checkpoint that cannot be resumed (kept).
+        TrainingError: A non-finite loss.
+        OSError: A write failed (e.g. no space left on device), naming the file the user
+            knows (never a hidden temporary).
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not overwrite and not resume:
@@ -74,6 +112,43 @@ def fit_run(
             "data.split=loso refits one model per speaker: use `audioar evaluate --split loso`; "
             "fit on official, random or speaker:NAME"
         )
+    with hold_run_lock(run_dir) if distributed.is_main() else nullcontext():
+        return _fit_locked(
+            cfg, run_dir, use_cache, resume, overwrite, on_epoch, progress, on_data, on_resume
+        )
+
+
+def _fit_locked(
+    cfg: RunConfig,
+    run_dir: Path,
+    use_cache: bool,
+    resume: bool,
+    overwrite: bool,
+    on_epoch: Callable[[EpochStats, dict[str, float]], None] | None,
+    progress: Callable[[int, int], None] | None,
+    on_data: Callable[[RunConfig, Dataset, Split], None] | None,
+    on_resume: Callable[[int], None] | None,
+) -> tuple[TrainedModel, FitSummary]:
+    main = distributed.is_main()
+    checkpoint = checkpoint_path_for(run_dir)
+    shown = Path(f"{run_dir}.partial")  # RUN_DIR.partial as the user spells RUN_DIR
+    if resume and not checkpoint.exists():
+        what = (
+            "it is a finished run: pass --overwrite (without --resume) to fit it again"
+            if run_dir.exists()
+            else "drop --resume to start a new fit"
+        )
+        raise DataError(f"{run_dir}: nothing to resume (no checkpoint at {shown}/); {what}")
+    if not resume and checkpoint.exists() and not overwrite:
+        raise DataError(
+            f"{run_dir}: an interrupted fit left a checkpoint at {shown}/"
+            f"{_epoch_note(checkpoint)}; add --resume to continue it, or --overwrite to "
+            "discard it and start afresh"
+        )
+    if main and not resume:
+        remove_checkpoint(run_dir)  # discarded (overwrite), or a folder without a checkpoint
+    if main and resume:
+        remove_stale_temporaries(checkpoint)  # of a fit killed while it wrote one
     dataset = load_dataset(cfg.data.root, cfg.data.layout)
     cfg = resolve_data(cfg, dataset)
     parts = split(
@@ -82,10 +157,20 @@ def fit_run(
         validation_fraction=cfg.data.validation_fraction,
         seed=cfg.data.seed,
     )
+    settings = _settings(cfg, dataset, parts)
+    settings_file = checkpoint.parent / SETTINGS_FILE
+    epoch = 0
+    if resume:
+        _check_resumable(run_dir, shown, settings_file, settings)
+        epoch = checkpoint_epoch(checkpoint)
+        logger.info("resuming %s from epoch %d", run_dir, epoch)
     if on_data is not None:
         on_data(cfg, dataset, parts)
-    checkpoint = checkpoint_path_for(run_dir)
+    if resume and on_resume is not None:
+        on_resume(epoch)
     try:
+        if main and not resume:
+            atomic_write(settings_file, json.dumps(settings, indent=1) + "\n")
         trained, summary = train_model(
             cfg,
             dataset,
@@ -96,16 +181,105 @@ def fit_run(
             on_epoch=on_epoch,
             progress=progress,
         )
+    except CheckpointError:
+        raise  # the checkpoint may still serve the fit it was made for: kept
     except (ConfigError, DataError, TrainingError, RunFormatError):
-        if distributed.is_main():
+        if main:
             remove_checkpoint(run_dir)  # nothing a resume could continue
         raise
-    if distributed.is_main():
-        save_trained(trained, summary, dataset, parts, run_dir, overwrite=overwrite or resume)
+    except OSError as exc:  # a full disk: keep a finished epoch, else leave nothing
+        if main and not checkpoint.exists():
+            remove_checkpoint(run_dir)
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        kept = _epoch_note(checkpoint).strip(" ()") if checkpoint.exists() else ""
+        where = shown / checkpoint.name if exc.filename == str(checkpoint) else exc.filename
+        raise _with_note(
+            exc,
+            where,
+            f"the checkpoint of {kept} is kept in {shown}/: free some space and add --resume"
+            if kept
+            else "nothing was kept",
+        ) from None
+    except BaseException:  # interrupted: a finished epoch is kept for --resume
+        if main and not checkpoint.exists():
+            remove_checkpoint(run_dir)
+        raise
+    if main:
+        try:
+            save_trained(trained, summary, dataset, parts, run_dir, overwrite=overwrite or resume)
+        except OSError as exc:
+            raise _with_note(
+                exc,
+                exc.filename,
+                f"the finished fit is kept in {shown}/: free some space and add --resume "
+                "to save it",
+            ) from None
         remove_checkpoint(run_dir)
     distributed.barrier()
     summary.run_dir = run_dir
     return trained, summary
+
+
+def _epoch_note(checkpoint: Path) -> str:
+    """`` (epoch N)`` for the checkpoint's finished epochs; "" when it cannot be read."""
+    try:
+        return f" (epoch {checkpoint_epoch(checkpoint)})"
+    except CheckpointError:
+        return ""
+
+
+def _with_note(exc: OSError, filename: Any, note: str) -> OSError:
+    """``exc`` (same errno) naming ``filename``, its reason followed by ``note``."""
+    reason = exc.strerror or str(exc)
+    return OSError(exc.errno, f"{reason}; {note}", None if filename is None else str(filename))
+
+
+def _settings(cfg: RunConfig, dataset: Dataset, parts: Split) -> dict[str, Any]:
+    """What a checkpoint was made with: the resolved config and the clips of each part of
+    the split (their count and a digest of their paths, from the data set's folder, and
+    labels), as JSON values."""
+    base = dataset.root if dataset.root.is_dir() else dataset.root.parent
+
+    def clips(part: list) -> str:
+        digest = hashlib.sha256()
+        for clip in part:
+            try:
+                name = clip.path.relative_to(base).as_posix()
+            except ValueError:
+                name = str(clip.path)
+            digest.update(f"{name}\t{clip.label}\n".encode())
+        return f"{len(part)} clips {digest.hexdigest()[:12]}"
+
+    split_parts = {part: clips(items) for part, items in parts.parts().items()}
+    settings = {**run_config_to_dict(cfg), "split": {"name": parts.name, **split_parts}}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _check_resumable(
+    run_dir: Path, shown: Path, settings_file: Path, settings: dict[str, Any]
+) -> None:
+    """Refuse (in one line, keeping the checkpoint) a resume whose settings or split differ
+    from those the checkpoint was made with."""
+    try:
+        stored = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"{run_dir}: cannot resume: {shown}/ does not say which settings its checkpoint "
+            f"was made with (no readable {SETTINGS_FILE}); pass --overwrite to start afresh"
+        )
+    changed = setting_differences({k: stored.get(k, {}) for k in settings}, settings)
+    if changed:
+        shown_keys = "; ".join(changed[:6]) + (
+            f"; and {len(changed) - 6} more" if len(changed) > 6 else ""
+        )
+        raise ConfigError(
+            f"{run_dir}: cannot resume with other settings than the checkpoint's: "
+            f"{shown_keys}; resume with the settings it was made with, or pass --overwrite "
+            f"to start afresh (the checkpoint in {shown}/ is kept)"
+        )
 
 
 def save_trained(
@@ -157,6 +331,8 @@ def save_trained(
             "background": cfg.score.background_data if trained.background is not None else None,
         },
     }
+    if trained.window_calibration is not None:  # listen's threshold for single windows
+        extra["window_calibration"] = trained.window_calibration.to_dict()
     state = dict(trained.model.state_dict())
     if trained.background is not None:  # the likelihood ratio's second model, same file
         state.update({f"{BACKGROUND}{k}": v for k, v in trained.background.state_dict().items()})
@@ -215,4 +391,8 @@ def load_trained(run_dir: str | Path) -> TrainedModel:
     calibration = Calibration.from_dict(run.calibration)
     typical = stored.get("typical_nats_per_step")
     typical = float(typical) if isinstance(typical, int | float) else None
-    return TrainedModel(model, featurizer, calibration, cfg, spec, classes, background, typical)
+    windows = run.extra.get("window_calibration") if isinstance(run.extra, dict) else None
+    window_calibration = Calibration.from_dict(windows) if isinstance(windows, dict) else None
+    return TrainedModel(
+        model, featurizer, calibration, cfg, spec, classes, background, typical, window_calibration
+    )

@@ -32,6 +32,9 @@ class TrainedModel:
         background: The likelihood ratio's background model (``score.background``), or None.
         typical: Mean nats per step of the target's training clips (the typicality score's
             reference).
+        window_calibration: A windowed run's calibration on single windows of held-out
+            normal clips (what ``listen`` flags a window with; a clip's score averages its
+            windows and varies less), or None.
     """
 
     model: Standardized
@@ -42,6 +45,7 @@ class TrainedModel:
     classes: list[str]
     background: Standardized | None = None
     typical: float | None = None
+    window_calibration: Calibration | None = None
 
     @property
     def conditional(self) -> bool:

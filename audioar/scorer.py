@@ -97,7 +97,8 @@ def score_files(
     """Score ``paths`` in batches; yields one table per batch.
 
     Memory stays bounded by ``batch_size`` whatever the number of files. A file that cannot
-    be read or gives non-finite features gets its reason in ``error`` and empty scores; the
+    be read or gives non-finite features gets its reason in ``error`` and empty scores (a
+    non-finite score: its reason, and empty ``p_value`` and ``is_anomaly``); the
     rest of the batch is scored. The columns are ``SCORE_COLUMNS`` with, after
     ``nats_per_dim``, every other score the model has (``nats_per_step`` for models with
     steps, ``log_posterior`` and ``ll_<class>`` for class-conditional ones);
@@ -145,43 +146,69 @@ def _score_batches(
         errors = {str(p): reason for p, reason in result.errors.items()}
         features = result.features
         tensors = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
-        index = {str(p): i for i, p in enumerate(chunk)}
+        # result.paths keep the chunk's order: each is the next row naming that file (a
+        # file named twice is scored twice).
+        positions = iter(range(len(chunk)))
         rows, good = [], []
         for p, x in zip(result.paths, tensors, strict=True):
+            row = next(i for i in positions if Path(chunk[i]) == p)
             if x.dim() > 0 and len(x) == 0:
                 errors[str(p)] = "clip gives no feature steps (too short for the featurizer)"
                 continue
-            rows.append(index[str(p)])
+            rows.append(row)
             good.append(x)
         groups = [group_of(chunk[row]) for row in rows] if trained.by_group else None
         scores = score_features(trained, good, groups)
         columns = scores.columns()
         columns["anomaly_score"] = -scores.score(chosen)
-        table = pd.DataFrame({"path": [str(p) for p in chunk]})
+        # One array per column, then the table at once (not a pandas write per column,
+        # error and trace).
+        n, at = len(chunk), np.asarray(rows, dtype=np.int64)
         tail = [*SCORE_COLUMNS[3:-1], *(["trace"] if traces else []), "error"]
         names = list(dict.fromkeys([*SCORE_COLUMNS[1:3], *columns, *tail]))
+        data: dict[str, Any] = {"path": [str(p) for p in chunk]}
         for name in names:
-            table[name] = "" if name in ("error", "trace") else np.nan
-        table["is_anomaly"] = pd.array([pd.NA] * len(chunk), dtype="boolean")
+            if name in ("error", "trace"):
+                data[name] = np.full(n, "", dtype=object)
+            elif name != "is_anomaly":  # a boolean column with missing values, made below
+                data[name] = np.full(n, np.nan)
         for name, values in columns.items():
-            table.loc[rows, name] = values
+            data[name][at] = values
+        verdict, unknown = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        bad: set[int] = set()  # rows whose score is NaN/inf: an error, not a verdict
         if rows:
             anomaly = columns["anomaly_score"]
-            table.loc[rows, "p_value"] = calibration.p_values(anomaly)
-            table.loc[rows, "is_anomaly"] = calibration.is_anomaly(anomaly)
-        for path, reason in errors.items():
-            table.loc[table["path"] == path, "error"] = reason
+            data["p_value"][at] = calibration.p_values(anomaly)
+            verdict[at], unknown[at] = calibration.is_anomaly(anomaly), False
+            finite = np.isfinite(np.asarray(anomaly, dtype=float))
+            bad = {row for row, ok in zip(rows, finite, strict=True) if not ok}
+            for row in bad:
+                data["p_value"][row] = np.nan
+                unknown[row] = True
+                errors[str(chunk[row])] = (
+                    "the model gave a non-finite score (NaN/inf): anomaly_score="
+                    f"{data['anomaly_score'][row]}; the run's weights may be damaged"
+                )
+        data["is_anomaly"] = pd.arrays.BooleanArray(verdict, unknown)
+        if errors:
+            at_path: dict[str, list[int]] = {}
+            for row, path in enumerate(chunk):
+                at_path.setdefault(str(Path(path)), []).append(row)
+            for path, reason in errors.items():
+                data["error"][at_path.get(str(Path(path)), [])] = reason
         if traces is not None and rows:
             folder, writer = traces
             step = "" if seconds is None else f"{seconds:.9g}"
             for row, trace in zip(rows, clip_traces(trained, good, groups=groups), strict=True):
+                if row in bad:
+                    continue
                 name = write_trace_csv(folder, chunk[row], trace, seconds).name
-                table.loc[row, "trace"] = name
-                clip_ll = float(table.loc[row, "log_likelihood"])  # windows: their aggregate
+                data["trace"][row] = name
+                clip_ll = float(data["log_likelihood"][row])  # windows: their aggregate
                 writer.writerow([str(chunk[row]), name, len(trace), step, f"{clip_ll:.9g}"])
         if progress is not None:
             progress(len(chunk))
-        yield table
+        yield pd.DataFrame({name: data[name] for name in ["path", *names]})
 
 
 def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, int]:

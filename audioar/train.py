@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class FitResult:
         best_val_log_likelihood: Its validation log-likelihood (NaN without validation data).
         stopped: ``"early_stopping"``, ``"epochs"`` or ``"time_limit"``.
         device: Where it trained, e.g. ``"cpu"``.
+        resumed_from: Epochs the resumed checkpoint had finished (0: a fresh fit).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -82,6 +83,7 @@ class FitResult:
     best_val_log_likelihood: float = math.nan
     stopped: str = "epochs"
     device: str = "cpu"
+    resumed_from: int = 0
 
 
 def fit(
@@ -120,7 +122,9 @@ def fit(
             no checkpoints.
         resume: Continue from ``checkpoint_path`` when it exists (a finished fit is not
             repeated: the best weights are loaded and its result returned). Same data and
-            seed give the same weights as a fit that was never interrupted.
+            seed give the same weights as a fit that was never interrupted; a checkpoint
+            made with other settings (``config`` apart from ``epochs``, ``max_minutes``,
+            ``device`` and ``log_every``) is refused and left alone.
         on_epoch: Called after each epoch with its :class:`EpochStats`; a returned dict of
             floats (e.g. ``{"ll_one": -812.3}``) adds columns to that epoch's history row.
         progress: Called after each optimizer step with ``(steps done, step budget)``, both
@@ -136,7 +140,10 @@ def fit(
 
     Raises:
         TrainingError: A non-finite loss or gradient (the model keeps its best finite
-            weights), or an unreadable checkpoint.
+            weights).
+        CheckpointError: A checkpoint that cannot be resumed (unreadable, refused, other
+            settings, another model); a :class:`TrainingError`.
+        OSError: A checkpoint could not be written (e.g. no space left on device).
         DataError: No training items, or an empty validation set.
         ConfigError: ``device="cuda"`` without CUDA.
 
@@ -182,13 +189,16 @@ def fit(
     )
 
     state = FitState()
+    settings = {"train": asdict(config)}  # kept in the checkpoint, compared on resume
+    resumed_from = 0
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = load_checkpoint(Path(checkpoint_path), model, optimizer, device)
-        logger.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
+        state = load_checkpoint(Path(checkpoint_path), model, optimizer, device, settings)
+        resumed_from = state.epoch
+        logger.info("resuming from epoch %d (%s)", state.epoch, checkpoint_path)
         finished = state.stopped == "early_stopping" or state.epoch >= config.epochs
         if finished:
             _restore_best(model, state)
-            return _result(state, state.stopped or "epochs", device)
+            return _result(state, state.stopped or "epochs", device, resumed_from)
     else:
         torch.manual_seed(config.seed)
 
@@ -286,7 +296,7 @@ def fit(
         done = stopped != "epochs" or state.epoch >= config.epochs
         state.stopped = stopped if done else None
         if checkpoint_path is not None and distributed.is_main():
-            save_checkpoint(Path(checkpoint_path), model, optimizer, state)
+            save_checkpoint(Path(checkpoint_path), model, optimizer, state, settings)
         if done:
             break
 
@@ -294,7 +304,7 @@ def fit(
     logger.info(
         "stopped (%s) after epoch %d; best epoch %d", stopped, state.epoch, state.best_epoch
     )
-    return _result(state, stopped, device)
+    return _result(state, stopped, device, resumed_from)
 
 
 class _LogProb(nn.Module):
@@ -391,10 +401,12 @@ def bucket_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def _result(state: FitState, stopped: str, device: torch.device) -> FitResult:
+def _result(
+    state: FitState, stopped: str, device: torch.device, resumed_from: int = 0
+) -> FitResult:
     best_val = state.best_val if math.isfinite(state.best_val) else math.nan
     history = [dict(row) for row in state.history]
-    return FitResult(history, state.best_epoch, best_val, stopped, str(device))
+    return FitResult(history, state.best_epoch, best_val, stopped, str(device), resumed_from)
 
 
 def _restore_best(model: nn.Module, state: FitState) -> None:

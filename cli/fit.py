@@ -150,6 +150,14 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        def on_resume(epoch: int) -> None:
+            if main:
+                console.print(
+                    f"resuming from epoch {epoch} (the last one finished; checkpoint "
+                    f"{out}.partial/)",
+                    markup=False,
+                )
+
         try:
             trained, summary = fit_run(
                 cfg,
@@ -160,8 +168,15 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
                 on_epoch=on_epoch,
                 progress=progress,
                 on_data=on_data,
+                on_resume=on_resume,
             )
         except KeyboardInterrupt:
+            from audioar.artifact import checkpoint_path_for
+
+            if not checkpoint_path_for(out).exists():
+                raise fail(
+                    "interrupted before the first epoch finished; nothing was kept", 130
+                ) from None
             raise fail(
                 f"interrupted; the last finished epoch is kept: add --resume to the same "
                 f"command to continue ({out}.partial/)",

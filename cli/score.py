@@ -39,9 +39,13 @@ def score_command(
     ] = None,
 ) -> None:
     """Score clips: log-likelihood, nats per dim, anomaly score, p-value, is_anomaly."""
+    from audioar.atomic import remove_stale_temporaries
     from audioar.pipeline import load_trained
     from audioar.scorer import expand_inputs, score_files, write_scores
 
+    # what a killed score (kill -9) left beside its outputs; a running one's stay
+    for target in ([out] if out is not None else []) + ([trace / "index.csv"] if trace else []):
+        remove_stale_temporaries(target)
     trained = load_trained(model)
     files = expand_inputs(paths)
     if trace is not None and trace.exists() and not trace.is_dir():

@@ -238,7 +238,7 @@ def test_model_section_follows_the_family():
     assert cfg.model.settings == WaveNetConfig()  # another family: its own defaults
     cfg = apply_overrides(RunConfig(), ["model.output=gaussian", "model.name=made"])
     assert cfg.model.settings == MADEConfig(output="gaussian")  # the name is applied first
-    with pytest.raises(ConfigError, match=r"\[model\] of wavenet has name, residual_channels"):
+    with pytest.raises(ConfigError, match="the keys of model wavenet are name, residual_channels"):
         apply_overrides(RunConfig(), ["model.name=wavenet", "model.num_flows=3"])
     with pytest.raises(ConfigError, match="unknown model 'pixelcnn9'; choose one of maf"):
         apply_overrides(RunConfig(), ["model.name=pixelcnn9"])

@@ -1,5 +1,6 @@
 """Featurizers: agreement with torchaudio / librosa / scipy, shapes, pad/trim, configs."""
 
+import itertools
 import json
 
 import librosa
@@ -20,6 +21,8 @@ from audioar.features import (
     featurize_waveforms,
     featurizer_from_config,
 )
+from audioar.features.extract import length_blocks
+from audioar.features.segments import SegmentSpectrum
 
 SR = 8000
 
@@ -250,6 +253,53 @@ def test_featurize_waveforms_matches_per_clip_reference(featurizer):
             assert torch.allclose(got, ref, atol=1e-4)
         else:
             assert torch.equal(got, ref)
+
+
+MIXED = [
+    SegmentSpectrum(),
+    SegmentSpectrum(trim_db=30.0, n_mfcc=8),  # the default detector's features
+    STFT(),
+    MuLaw(),
+    MuLaw(seconds=0.5),
+    STFT(n_mels=20, seconds=0.5, flatten=True),
+]
+
+
+@pytest.mark.parametrize("featurizer", MIXED, ids=lambda f: str(f.to_config()))
+def test_a_mixed_chunk_gives_each_clip_its_own_features(featurizer):
+    """Blocks of similar lengths (issue 26): one long clip among short ones changes nobody's
+    features; each equals the clip featurized alone, and one padded batch."""
+    rng = np.random.default_rng(26)
+    lengths = [*rng.integers(2400, 6400, 30), 8000 * 20, *rng.integers(300, 2400, 9)]
+    clips = [rng.standard_normal(int(n)).astype(np.float32) * 0.2 for n in lengths]
+    blocked = featurize_waveforms(featurizer, clips, max_samples=1 << 15)
+    one_batch = featurize_waveforms(featurizer, clips, max_samples=1 << 40)
+    for clip, got, padded in zip(clips, blocked, one_batch, strict=True):
+        alone = featurizer(torch.from_numpy(clip))
+        assert got.shape == alone.shape == padded.shape == featurizer.output_shape(len(clip))
+        if alone.is_floating_point():
+            torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got, padded, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(got, alone) and torch.equal(got, padded)
+
+
+@settings(max_examples=60)
+@given(
+    lengths=st.lists(st.integers(1, 50_000), max_size=60),
+    width=st.sampled_from([None, 4000]),
+    max_samples=st.integers(1, 200_000),
+)
+def test_length_blocks_bound_the_padded_samples(lengths, width, max_samples):
+    blocks = length_blocks(lengths, width, max_samples)
+    assert sorted(i for block in blocks for i in block) == list(range(len(lengths)))
+    for block in blocks:
+        sizes = [lengths[i] for i in block]
+        assert sizes == sorted(sizes)
+        padded = len(block) * (width if width is not None else sizes[-1])
+        assert padded <= max_samples or len(block) == 1  # a longer clip: a block of its own
+    if width is None and blocks:  # the blocks follow one another in length
+        assert all(lengths[a[-1]] <= lengths[b[0]] for a, b in itertools.pairwise(blocks))
 
 
 @pytest.mark.parametrize("featurizer", FIXED + VARIABLE, ids=lambda f: str(f.to_config()))

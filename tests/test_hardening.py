@@ -1,8 +1,12 @@
 """Defects a new user meets, each pinned by a test: small data sets with official lists that
 name absent clips, leftovers after failures, and errors that must stay one clean line."""
 
+import json
 import pickle
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -96,3 +100,76 @@ def test_tampered_weights_are_refused_in_one_clean_line(tmp_path):
     assert lines[0].startswith("error:")
     assert "weights.pt: not a weights file written by audioar (refused to unpickle)" in lines[0]
     assert "Unpickler" not in result.output and "weights_only" not in result.output
+
+
+# ------------------------------------------------- memory and the mix of clip lengths
+
+_PEAK = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+
+    start_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import torch
+
+    torch.set_num_threads(1)
+    from audioar.pipeline import load_trained
+    from audioar.scorer import score_files
+
+    run, listing = sys.argv[1:3]
+    paths = [Path(line) for line in Path(listing).read_text().splitlines()]
+    trained = load_trained(run)
+    tables = list(score_files(trained, paths, use_cache=False))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    errors = sum(int((t["error"] != "").sum()) for t in tables)
+    print(json.dumps({"start_kb": start_kb, "peak_kb": peak_kb, "rows": sum(map(len, tables)),
+                      "errors": errors}))
+    """
+)
+#: Runs its arguments as a child of this small process: a process started straight from
+#: pytest inherits pytest's peak RSS in ``ru_maxrss`` (Linux keeps the maximum across fork
+#: and exec), and both figures would read pytest's.
+_LEAN = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+
+
+def scoring_peak_mb(run, paths, listing):
+    """Peak RSS (MB) of a fresh process that loads ``run`` and scores ``paths``."""
+    listing.write_text("\n".join(str(p) for p in paths))
+    done = subprocess.run(
+        [sys.executable, "-c", _LEAN, sys.executable, "-c", _PEAK, run, listing],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak = json.loads(done.stdout.strip().splitlines()[-1])
+    assert peak["start_kb"] < 100 * 1024, peak  # its own peak, not its parent's
+    assert peak["rows"] == len(paths) and peak["errors"] == 0, peak
+    return peak["peak_kb"] / 1024
+
+
+@pytest.mark.slow
+def test_one_long_clip_among_short_ones_does_not_raise_the_memory(tones, tmp_path):
+    """Issue 26: a chunk was padded to its longest clip, so one 60-s clip among 255 FSDD
+    clips took 5.89 GB instead of 0.73 GB. Clips are now featurized in blocks of similar
+    lengths, bounded in samples."""
+    run = tmp_path / "run"
+    assert invoke("fit", "--data", tones, "--class", "zero", "--out", run, *sets()).exit_code == 0
+    rng = np.random.default_rng(26)
+    short = []
+    for i in range(255):  # FSDD-like: 0.3-0.8 s at 8 kHz
+        n = int(8000 * rng.uniform(0.3, 0.8))
+        t = np.arange(n) / 8000
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 900) * t) + 0.02 * rng.standard_normal(n)
+        short.append(tmp_path / f"short_{i}.wav")
+        sf.write(short[-1], wave.astype(np.float32), 8000)
+    long = tmp_path / "long.wav"
+    sf.write(long, (0.1 * rng.standard_normal(60 * 8000)).astype(np.float32), 8000)
+    alone = scoring_peak_mb(run, short, tmp_path / "short.txt")
+    mixed = scoring_peak_mb(run, [*short[:128], long, *short[128:]], tmp_path / "mixed.txt")
+    print(
+        f"\npeak RSS scoring (ru_maxrss): 255 short clips {alone:.1f} MB, the same with one "
+        f"60-s clip among them {mixed:.1f} MB (x{mixed / alone:.2f})"
+    )
+    assert mixed <= 1.3 * alone

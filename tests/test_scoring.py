@@ -1,17 +1,29 @@
 """Scoring: batched log-likelihoods, the per-clip scores, calibration, p-values."""
 
+import functools
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from helpers import TINY, invoke
 from torch import Tensor, nn
 
+from audioar import scoring
 from audioar.batches import log_likelihoods
 from audioar.calibration import Calibration, calibrate
+from audioar.complexity import code_lengths
 from audioar.errors import ConfigError, DataError, TrainingError
-from audioar.scoring import ClipScores
+from audioar.features import extract
+from audioar.models.contract import InputSpec
+from audioar.models.standardize import Standardized
+from audioar.pipeline import load_trained
+from audioar.scorer import score_files
+from audioar.scoring import ClipScores, class_log_likelihoods, fast_code_lengths, score_features
 
 
 class NormedGaussian(nn.Module):
@@ -152,3 +164,137 @@ def test_log_posterior_keeps_confident_clips_apart():
     assert reference[2] == 0.0 and -1e-80 < got[2] < 0.0  # exp(-190): not rounded away
     np.testing.assert_allclose(got[2], -np.exp(-190.0), rtol=1e-9)
     assert got[2] > got[1] > got[0] > got[3]  # the ranking survives
+
+
+# --------------------------------------------------------------- every class in one pass
+
+
+def conditional_maf(features: int = 6, classes: int = 4, dtype=torch.float64) -> Standardized:
+    """A small class-conditional MAF with non-trivial batch-norm statistics, wrapped."""
+    from audioar.models import MAF
+
+    maf = MAF(features, num_flows=3, hidden_features=(32, 32), classes=classes)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(5):  # moves the running statistics away from 0 and 1
+            x = torch.randn(64, features, generator=gen) * 2 + 1
+            maf(x, torch.randint(0, classes, (64,), generator=gen) if classes else None)
+    spec = InputSpec("vector", (features,), classes=classes)
+    mean, std = torch.full((features,), 0.5), torch.full((features,), 2.0)
+    return Standardized(maf, spec, mean, std).to(dtype).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_every_class_in_one_pass_matches_the_per_class_reference(dtype, monkeypatch):
+    model = conditional_maf(dtype=dtype)
+    gen = torch.Generator().manual_seed(2)
+    items = list(torch.randn(50, 6, generator=gen) * 3)
+    lengths = [1] * len(items)
+    reference = class_log_likelihoods(model, items, lengths, batched=False)
+    rtol = 1e-9 if dtype == torch.float64 else 1e-5  # float32: the products' rounding
+    for batch_size in (1, 7, 128):
+        fast = class_log_likelihoods(model, items, lengths, batch_size=batch_size)
+        assert fast.shape == reference.shape == (50, 4) and fast.dtype == torch.float64
+        torch.testing.assert_close(fast, reference, rtol=rtol, atol=0.0)
+    monkeypatch.setattr(scoring, "ALL_CLASSES_ROWS", 9)  # two clips (8 rows) a pass
+    torch.testing.assert_close(
+        class_log_likelihoods(model, items, lengths), reference, rtol=rtol, atol=0.0
+    )
+    assert model.training is False
+
+
+def test_the_scores_of_one_pass_equal_the_reference_scores(monkeypatch):
+    """The same columns and, in float64, the same numbers to 1e-9 relative."""
+    model = conditional_maf()
+    features = list(torch.randn(40, 6, generator=torch.Generator().manual_seed(3)) * 3)
+    classes = ["a", "b", "c", "d"]
+    fast = scoring.clip_scores(model, model.spec, classes, "b", features, typical=-9.0)
+    plain = functools.partial(scoring.class_log_likelihoods, batched=False)
+    monkeypatch.setattr(scoring, "class_log_likelihoods", plain)
+    reference = scoring.clip_scores(model, model.spec, classes, "b", features, typical=-9.0)
+    got, want = fast.columns(), reference.columns()
+    assert list(got) == list(want)
+    assert {"log_posterior", "ll_a", "complexity_corrected", "typicality"} <= set(got)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=0.0, err_msg=name)
+
+
+def test_one_class_models_are_scored_as_before():
+    model = conditional_maf(classes=0)
+    items = list(torch.randn(20, 6, generator=torch.Generator().manual_seed(4)))
+    fast = class_log_likelihoods(model, items, [1] * 20)
+    plain = class_log_likelihoods(model, items, [1] * 20, batched=False)
+    assert fast.shape == (20, 1) and torch.equal(fast, plain)
+
+
+@pytest.mark.parametrize("features", [1, 32, 250, 251, 763, 1500])
+def test_fast_code_lengths_equal_the_reference(features):
+    """Batched quantisation and a window fitted to the clip: the same zlib sizes, also
+    either side of the sizes where the window grows (250 and 762 bytes)."""
+    spec = InputSpec("vector", (features,))
+    model = Standardized(nn.Identity(), spec, torch.zeros(features), torch.ones(features))
+    rng = np.random.default_rng(features)
+    items = [
+        torch.from_numpy(rng.standard_normal(features).astype(np.float32)),
+        torch.from_numpy(rng.standard_normal(features).astype(np.float32) * 10),  # clipped
+        torch.zeros(features),
+        torch.from_numpy(np.tile(rng.standard_normal(5), features)[:features].astype(np.float32)),
+        torch.from_numpy(np.cumsum(rng.standard_normal(features)).astype(np.float32) * 0.1),
+    ]
+    lengths = [1] * len(items)
+    np.testing.assert_array_equal(
+        fast_code_lengths(model, items, lengths), code_lengths(model, items, lengths)
+    )
+
+
+# --------------------------------------------------------------- the scores table
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tones, tmp_path_factory):
+    """The default detector (conditional MAF over segments), made tiny, fitted on tones."""
+    out = tmp_path_factory.mktemp("scoring") / "run"
+    overrides = [x for item in TINY for x in ("--set", item)]
+    result = invoke("fit", "--data", tones, "--class", "zero", "--out", out, *overrides)
+    assert result.exit_code == 0, result.output
+    return load_trained(out)
+
+
+def test_score_table_rows_columns_and_errors(tiny_run, tones, tmp_path):
+    clips = sorted(tones.glob("*.wav"))[::7]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    paths = [clips[0], broken, *clips[1:4], clips[0], broken, *clips[4:]]
+    table = pd.concat(score_files(tiny_run, paths, use_cache=False), ignore_index=True)
+    assert list(table["path"]) == [str(p) for p in paths]
+    names = list(table.columns)
+    assert names[:3] == ["path", "log_likelihood", "nats_per_dim"]
+    assert names[-4:] == ["anomaly_score", "p_value", "is_anomaly", "error"]
+    assert {"log_posterior", "ll_zero", "ll_one", "ll_two"} <= set(names)
+    assert str(table["is_anomaly"].dtype) == "boolean"
+    assert pd.api.types.is_string_dtype(table["error"])
+    assert all(table[name].dtype == np.float64 for name in names[1:-2])
+    bad = table["path"] == str(broken)
+    assert bad.sum() == 2 and table.loc[bad, "error"].str.contains("not a readable").all()
+    assert table.loc[bad, names[1:-2]].isna().all().all()
+    assert table.loc[bad, "is_anomaly"].isna().all()
+    good = table[~bad]
+    assert (good["error"] == "").all() and good["is_anomaly"].notna().all()
+    assert good[names[1:-2]].notna().all().all()
+    first, again = good[good["path"] == str(clips[0])][names[1:-2]].to_numpy()
+    np.testing.assert_array_equal(first, again)  # a file named twice is scored twice
+    # Each row's scores are those of its own clip (in batches of 3 and of everything; float32
+    # rounding differs with the batch).
+    features = extract(tiny_run.featurizer, list(good["path"]), use_cache=False).features
+    expected = score_features(tiny_run, list(features)).columns()
+    small = pd.concat(score_files(tiny_run, paths, batch_size=3, use_cache=False))
+    for name, values in expected.items():
+        np.testing.assert_allclose(good[name], values, rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(small[~bad.to_numpy()][name], values, rtol=1e-4, atol=1e-4)
+
+
+def test_scoring_does_not_import_scipy_special():
+    """scipy.special loads numpy.f2py (some 0.25 s of every command's start-up)."""
+    code = "import sys, audioar.scoring; print('scipy.special' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -292,6 +292,21 @@ def test_resume_without_checkpoint_starts_afresh_and_bad_checkpoint_fails(tmp_pa
         )
 
 
+def test_resume_with_other_training_settings_is_refused_and_keeps_the_checkpoint(tmp_path):
+    from audioar.checkpoints import CheckpointError
+
+    path, train = tmp_path / "ck.pt", gaussian_data(40)
+    fit(DiagGaussian(3), train, None, quick(epochs=2), checkpoint_path=path)
+    saved = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"train\.lr \(was 0\.05, now 0\.5\)"):
+        fit(
+            DiagGaussian(3), train, None, quick(epochs=4, lr=0.5), checkpoint_path=path, resume=True
+        )
+    assert path.read_bytes() == saved  # kept: it still serves the fit it was made for
+    result = fit(DiagGaussian(3), train, None, quick(epochs=4), checkpoint_path=path, resume=True)
+    assert result.resumed_from == 2 and len(result.history) == 4
+
+
 def test_fits_a_real_maf_with_batch_norm_and_resumes(tmp_path):
     models = pytest.importorskip("audioar.models")
     train, val = gaussian_data(120, features=4), gaussian_data(30, features=4, seed=1)

@@ -92,6 +92,21 @@ class MADEConfig:
     num_blocks: int = 2  # row blocks per layer for the fast path (see MADE's docstring)
 
 
+def check_hidden_features(hidden_features: Sequence[int]) -> None:
+    """Refuse hidden layers a MADE cannot have: none at all, or one without units.
+
+    Raises:
+        ConfigError: Naming ``model.hidden_features``.
+    """
+    if len(hidden_features) == 0:
+        raise ConfigError("model.hidden_features: needs at least one hidden layer")
+    if any(int(units) < 1 for units in hidden_features):
+        raise ConfigError(
+            "model.hidden_features: every hidden layer needs at least one unit, got "
+            f"{list(hidden_features)}"
+        )
+
+
 class MADE(nn.Module):
     """Masked autoencoder for distribution estimation over ``features`` dimensions.
 
@@ -169,6 +184,7 @@ class MADE(nn.Module):
             raise ConfigError(f"output='mog' needs components >= 1, got {components}")
         if context_features < 0 or not 0.0 <= dropout < 1.0 or log_scale_bound <= 0:
             raise ConfigError("need context_features >= 0, 0 <= dropout < 1, log_scale_bound > 0")
+        check_hidden_features(hidden_features)
         self.features = features
         self.output = output
         self.context_features = context_features

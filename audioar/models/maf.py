@@ -28,7 +28,7 @@ from audioar.errors import ConfigError, TrainingError
 from audioar.layers.block_linear import constant
 from audioar.models.contract import InputSpec
 from audioar.models.labels import class_labels
-from audioar.models.made import MADE, soft_clamp
+from audioar.models.made import MADE, check_hidden_features, soft_clamp
 from audioar.models.maf_fast import MAFFastPath
 
 __all__ = ["MAF", "MAFConfig", "BatchNormBijector", "MixtureBase", "PERMUTATIONS", "BASES"]
@@ -235,6 +235,7 @@ class MAF(nn.Module):
             raise ConfigError(f"base must be one of {BASES}, got {base!r}")
         if num_flows < 1:
             raise ConfigError(f"num_flows must be >= 1, got {num_flows}")
+        check_hidden_features(hidden_features)
         self.features = features
         self.classes = classes
         self.conditional = classes > 0
