@@ -50,3 +50,9 @@ app.command("demo")(demo_command)
 from audioar_cli.sample import sample_command  # noqa: E402
 
 app.command("sample")(sample_command)
+from audioar_cli.listen import listen_command  # noqa: E402
+
+app.command("listen")(listen_command)
+from audioar_cli.export import export_command  # noqa: E402
+
+app.command("export")(export_command)

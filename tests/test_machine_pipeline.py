@@ -259,6 +259,28 @@ def test_windows_counts_aggregates_and_traces(fitted, test_part):
 # --------------------------------------------------------------------------- 5. evaluate
 
 
+def test_windows_get_their_own_calibration(fitted, fan):
+    """listen flags single windows: the run also calibrates on single validation windows
+    of normal clips (a clip's mean of windows varies less), stored and loaded back."""
+    from audioar.calibration import calibrate
+    from audioar.clip_windows import expand
+
+    trained, run_dir = fitted
+    window = trained.window_calibration
+    assert window is not None and window.threshold != trained.calibration.threshold
+    loaded = load_trained(run_dir)
+    assert loaded.window_calibration.to_dict() == window.to_dict()
+    # it is the calibration of the validation clips' windows, each against its own ID
+    dataset = discover(fan)
+    parts = split(dataset, "official", validation_fraction=0.15, seed=0)
+    clips = [c for c in parts.validation if c.label == "normal"]
+    features, kept, _ = featurize(trained.featurizer, clips, use_cache=False)
+    scores = score_features(trained, features, [c.group for c in kept]).windows
+    again = calibrate(-scores.score(trained.score), window.target_fpr, method=window.method)
+    assert again.threshold == pytest.approx(window.threshold, rel=1e-9)
+    assert len(expand(features)[0]) == len(scores.log_likelihood)
+
+
 def test_evaluate_writes_sections_and_the_official_files(fitted, evaluation, fan):
     trained, _ = fitted
     result, out = evaluation

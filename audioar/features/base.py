@@ -54,16 +54,18 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
     )
 
 
-def safe_log(x: Tensor) -> Tensor:
+def safe_log(x: Tensor, floor: float = LOG_FLOOR) -> Tensor:
     """``log(x + LOG_FLOOR)``: the one log every featurizer uses.
 
     Args:
         x: Non-negative magnitudes or powers, any shape.
+        floor: The floor, :data:`LOG_FLOOR` (an argument so that TorchScript, which reads
+            no module-level floats, takes it as a constant).
 
     Returns:
         The floored natural log, same shape.
     """
-    return torch.log(x + LOG_FLOOR)
+    return torch.log(x + floor)
 
 
 def power_spectrum(spectrum: Tensor) -> Tensor:
@@ -150,6 +152,14 @@ class Featurizer(nn.Module, abc.ABC):
     uses_lengths: ClassVar[bool] = False
     dtype: ClassVar[torch.dtype] = torch.float32  # dtype of the features
     optional_settings: ClassVar[tuple[str, ...]] = ()  # left out of to_config while None
+    # TorchScript (audioar.export) compiles forward (and what it calls), not these
+    # Python-side descriptions.
+    __jit_unused_properties__: ClassVar[list[str]] = [
+        "sample_rate",
+        "num_samples",
+        "feature_shape",
+        "fixed_size",
+    ]
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -172,6 +172,12 @@ class SegmentSpectrum(Featurizer):
         self.register_buffer("mel_fbanks", fbanks, persistent=False)
         # (n_mels, n_mfcc), or None: log-mel bands
         self.register_buffer("dct", mfcc_matrix(n_mfcc, n_mels), persistent=False)
+        # The settings forward reads, as plain attributes: TorchScript (audioar.export)
+        # compiles forward and cannot read the config dataclass.
+        c = self.config
+        self._n_fft, self._hop_length, self._segments = c.n_fft, c.hop_length, c.segments
+        self._normalize, self._cmvn, self._trim_db = c.normalize, c.cmvn, c.trim_db
+        self._num_samples, self._log_floor = self.num_samples, SEGMENT_LOG_FLOOR
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute the segment spectra.
@@ -185,7 +191,8 @@ class SegmentSpectrum(Featurizer):
         Returns:
             ``(segments * n_mels,)`` or ``(batch, segments * n_mels)`` log band powers.
         """
-        c = self.config
+        n_fft, hop_length, num_samples = self._n_fft, self._hop_length, self._num_samples
+        trim_db = self._trim_db
         x = waveform.float()
         unbatched = x.dim() == 1
         if unbatched:
@@ -193,29 +200,29 @@ class SegmentSpectrum(Featurizer):
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[-1], device=x.device)
         lengths = torch.as_tensor(lengths, device=x.device).reshape(-1)
-        if self.num_samples is not None:
-            x = x[:, : self.num_samples]
-            lengths = lengths.clamp(max=self.num_samples)
-        if x.shape[-1] < c.n_fft:
-            x = fix_length(x, c.n_fft)
-        frames = x.unfold(-1, c.n_fft, c.hop_length)  # (batch, frames, n_fft)
+        if num_samples is not None:
+            x = x[:, :num_samples]
+            lengths = lengths.clamp(max=num_samples)
+        if x.shape[-1] < n_fft:
+            x = fix_length(x, n_fft)
+        frames = x.unfold(-1, n_fft, hop_length)  # (batch, frames, n_fft)
         power = torch.fft.rfft(frames * self.window).abs().pow(2)  # (batch, frames, freqs)
         bands = power @ self.mel_fbanks  # (batch, frames, n_mels)
-        counts = welch_frame_counts(lengths, c.n_fft, c.hop_length, frames.shape[1])
-        starts = None
-        if c.trim_db is not None:
-            level_db = 10.0 * torch.log10(power.sum(dim=-1) + SEGMENT_LOG_FLOOR)  # (batch, frames)
-            starts, stops = active_ranges(level_db, counts, c.trim_db)
+        counts = welch_frame_counts(lengths, n_fft, hop_length, frames.shape[1])
+        starts: Tensor | None = None
+        if trim_db is not None:
+            level_db = 10.0 * torch.log10(power.sum(dim=-1) + self._log_floor)  # (batch, frames)
+            starts, stops = active_ranges(level_db, counts, trim_db)
             counts = stops - starts
-        weights = segment_weights(counts, frames.shape[1], c.segments, starts)  # (b, f, S)
+        weights = segment_weights(counts, frames.shape[1], self._segments, starts)  # (b, f, S)
         out = torch.einsum("bfs,bfm->bsm", weights, bands)  # (batch, S, n_mels)
-        if c.normalize:
-            level = (out.sum(dim=-1) * (1.0 / c.segments)).sum(dim=-1)  # mean total power
+        if self._normalize:
+            level = (out.sum(dim=-1) * (1.0 / self._segments)).sum(dim=-1)  # mean total power
             out = out / level.clamp_min(1e-12)[:, None, None]
-        out = torch.log(out + SEGMENT_LOG_FLOOR)  # (batch, S, n_mels)
+        out = torch.log(out + self._log_floor)  # (batch, S, n_mels)
         if self.dct is not None:
             out = out @ self.dct  # (batch, S, n_mfcc)
-        if c.cmvn == "mean":
+        if self._cmvn == "mean":
             out = out - out.mean(dim=1, keepdim=True)
         out = out.flatten(1)
         return out[0] if unbatched else out

@@ -130,6 +130,10 @@ class WholeWindowFFT(Featurizer):
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        # The settings forward reads, as plain attributes: TorchScript (audioar.export)
+        # compiles forward and cannot read the config dataclass.
+        self._n_fft, self._hop_length, self._blog = config.n_fft, config.hop_length, mode == "blog"
+        self._num_samples = self.num_samples
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute the spectrum.
@@ -144,27 +148,27 @@ class WholeWindowFFT(Featurizer):
         Returns:
             ``(bins,)`` or ``(batch, bins)`` log power, ``bins = n_fft // 2 + 1``.
         """
-        c = self.config
+        n_fft, num_samples = self._n_fft, self._num_samples
         x = waveform.float()
         unbatched = x.dim() == 1
         if unbatched:
             x = x.unsqueeze(0)
             if lengths is not None:
                 lengths = torch.as_tensor(lengths).reshape(1)
-        if self.num_samples is not None:
-            x = fix_length(x, self.num_samples)
-        if x.shape[-1] < c.n_fft:
-            x = fix_length(x, c.n_fft)
-        if c.mode == "blog":
-            out = safe_log(power_spectrum(torch.fft.rfft(x[:, : c.n_fft])))
+        if num_samples is not None:
+            x = fix_length(x, num_samples)
+        if x.shape[-1] < n_fft:
+            x = fix_length(x, n_fft)
+        if self._blog:
+            out = safe_log(power_spectrum(torch.fft.rfft(x[:, :n_fft])))
         else:
             out = safe_log(self._welch(x, lengths))
         return out[0] if unbatched else out
 
     def _welch(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         """Mean windowed periodogram over the used frames: ``(batch, time) -> (batch, bins)``."""
-        c = self.config
-        frames = x.unfold(-1, c.n_fft, c.hop_length)  # (batch, frames, n_fft), a view
+        n_fft, hop_length = self._n_fft, self._hop_length
+        frames = x.unfold(-1, n_fft, hop_length)  # (batch, frames, n_fft), a view
         # Window scaled so that |rfft|² comes out already divided by sum(w²).
         window = self.window * self.window.pow(2).sum().rsqrt()
         power = power_spectrum(torch.fft.rfft(frames * window))  # (batch, frames, bins)
@@ -172,7 +176,7 @@ class WholeWindowFFT(Featurizer):
             return power.mean(dim=1)
         num_frames = frames.shape[1]
         counts = welch_frame_counts(
-            torch.as_tensor(lengths, device=x.device), c.n_fft, c.hop_length, num_frames
+            torch.as_tensor(lengths, device=x.device), n_fft, hop_length, num_frames
         )
         used = torch.arange(num_frames, device=x.device) < counts[:, None]
         weights = used.to(power.dtype) / counts[:, None].to(power.dtype)  # (batch, frames)
