@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _PUBLIC = {
     "Detector": "audioar.detector",
-    "load_audio": "audioar.io",
-    "discover": "audioar.data",
+    "load_audio": "audioar.data.io",
+    "discover": "audioar.data.discovery",
     "MAF": "audioar.models",
     "MADE": "audioar.models",
     "NADE": "audioar.models",

@@ -36,20 +36,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audioar.calibration import Calibration
-from audioar.clips import Clip, Dataset, Split
-from audioar.config import RunConfig, resolve_run_config
-from audioar.config_values import field_types
-from audioar.data import split as split_dataset
+from audioar.config.recipes import RunConfig, resolve_run_config
+from audioar.config.values import field_types
+from audioar.data.clips import Clip, Dataset, Split
+from audioar.data.discovery import split as split_dataset
+from audioar.data.layouts import is_machine_data
 from audioar.errors import ConfigError, DataError
-from audioar.experiment import Evaluation, evaluate_run
-from audioar.fitting import load_dataset, resolve_data, train_model
-from audioar.machine_layouts import is_machine_data
+from audioar.evaluation.experiment import Evaluation, evaluate_run
 from audioar.models.build import family as model_family
-from audioar.pipeline import load_trained, save_trained
-from audioar.recalibrate import calibrate_trained
-from audioar.run import FitSummary, TrainedModel
-from audioar.scorer import expand_inputs, score_files
+from audioar.pipeline.calibration import Calibration
+from audioar.pipeline.fit import load_dataset, resolve_data, train_model
+from audioar.pipeline.recalibrate import calibrate_trained
+from audioar.pipeline.runs import load_trained, save_trained
+from audioar.pipeline.score_files import expand_inputs, score_files
+from audioar.pipeline.trained import FitSummary, TrainedModel
 
 __all__ = ["Detector", "settings_overrides"]
 
@@ -88,7 +88,7 @@ def settings_overrides(model: str, settings: Mapping[str, Any]) -> list[str]:
     Raises:
         ConfigError: An unknown or ambiguous keyword (named, with where it could go).
     """
-    from audioar.config import _SECTIONS
+    from audioar.config.recipes import _SECTIONS
 
     fields = {name: set(field_types(cls)) for name, cls in _SECTIONS.items() if name != "model"}
     fields["model"] = set(field_types(model_family(model).Config))
@@ -133,7 +133,7 @@ class Detector:
             ``seed=0, epochs=40, lr=1e-4, window_seconds=1.0, score__method="raw"``.
 
     Attributes (after ``fit`` or ``load``):
-        trained_: The fitted :class:`audioar.run.TrainedModel`.
+        trained_: The fitted :class:`audioar.pipeline.trained.TrainedModel`.
         threshold_: The anomaly-score threshold (``predict`` flags scores above it).
         classes_: The model's classes (labels, machine IDs, or the normal class alone).
         run_dir: Where the detector was saved or loaded from, or None.
@@ -378,7 +378,7 @@ class Detector:
         trained = self.fitted
         files = self._files(x)
         if self.run_dir is not None:
-            from audioar.recalibrate import recalibrate
+            from audioar.pipeline.recalibrate import recalibrate
 
             after = recalibrate(self.run_dir, files, target_fpr=target_fpr, method=method).after
         else:
@@ -420,7 +420,7 @@ class Detector:
 
     def report(self) -> tuple[Path, Path]:
         """``audioar report``: ``report.html`` and ``report.md`` of the saved detector."""
-        from audioar.report import build_report
+        from audioar.report.build import build_report
 
         if self.run_dir is None:
             raise ConfigError("save the detector (det.save(path)) before making its report")

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from audioar.data import discover, loso_folds, split
-from audioar.io import load_audio, resample, resample_reference
+from audioar.data.discovery import discover, loso_folds, split
+from audioar.data.io import load_audio, resample, resample_reference
 
 FSDD = Path("/work/shared/data/fsdd/recordings")
 

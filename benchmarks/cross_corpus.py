@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides
-from audioar.data import discover, split
-from audioar.evaluate import evaluate_scores
-from audioar.experiment import evaluate_run
-from audioar.featurize import featurize
-from audioar.fitting import train_model
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+from audioar.data.discovery import discover, split
+from audioar.data.synth import default_dataset
+from audioar.evaluation.experiment import evaluate_run
+from audioar.evaluation.metrics import evaluate_scores
 from audioar.models.build import FAMILIES, family
-from audioar.scoring import SCORE_COLUMN, score_features
-from audioar.synth import default_dataset
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.fit import train_model
+from audioar.pipeline.scoring import SCORE_COLUMN, score_features
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TO_DIGIT = {w: str(i) for i, w in enumerate(WORDS)}

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dcase_baseline import BaselineConfig, fit_baseline, score_baseline  # noqa: E402
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides  # noqa: E402
-from audioar.data import discover, split  # noqa: E402
-from audioar.experiment import score_test_part  # noqa: E402
-from audioar.fitting import train_model  # noqa: E402
-from audioar.sections import section_metrics  # noqa: E402
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides  # noqa: E402
+from audioar.data.discovery import discover, split  # noqa: E402
+from audioar.evaluation.experiment import score_test_part  # noqa: E402
+from audioar.evaluation.sections import section_metrics  # noqa: E402
+from audioar.pipeline.fit import train_model  # noqa: E402
 
 
 def audioar_table(root: Path, sets: list[str], seed: int) -> tuple[pd.DataFrame, float]:
@@ -95,7 +95,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = args.root
     if root is None:
-        from audioar.synth import default_machine_dataset
+        from audioar.data.synth import default_machine_dataset
 
         root = default_machine_dataset()
     print(f"data: {root}")

@@ -13,7 +13,8 @@ Rows: FVSBN, NADE / RNADE, MADE, MADE MoG, MAF (5), MAF (10), MAF MoG (5). Colum
   ± 2 standard errors (the paper: MADE 3.56, MADE MoG 8.47, MAF (5) 9.07, MAF (10) 10.08,
   MAF MoG (5) 9.59, after full training).
 
-Every model is fit by :class:`audioar.density.DensityEstimator` (so :func:`audioar.train.fit`:
+Every model is fit by :class:`audioar.density.DensityEstimator` (so
+:func:`audioar.pipeline.train.fit`:
 Adam, early stopping on the validation rows) with the sizes of the MAF paper's GAS models
 (2 x 100 tanh hidden units; 10 mixture components), at ``--lr`` (default 1e-3 for all, to
 make short runs count) and at most ``--epochs`` epochs.
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.density import DensityEstimator, load_table, prepare_gas, summarize
 
 H = (100, 100)

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from audioar.train import optimizer_step
+from audioar.pipeline.train import optimizer_step
 
 
 def peer(name, features, flows, hidden, device):

@@ -7,7 +7,7 @@ libraries so that load from other jobs hits all of them alike, ``--warmup`` unti
 before each timed run (see benchmarks/maf_speed.py for why); each figure is the median over
 rounds of training samples per second, and the ratio the median of the per-round ratios.
 
-Then one epoch of :func:`audioar.train.fit` (the project's loop: data loading, gradient
+Then one epoch of :func:`audioar.pipeline.train.fit` (the project's loop: data loading, gradient
 clipping, validation pass) on ``--fit-rows`` rows is timed and extrapolated to the paper's
 GAS split (852,174 training and 94,685 validation rows).
 
@@ -45,10 +45,10 @@ def time_train(name, model, opt, data, steps, device):
 
 
 def time_fit_epoch(rows, device, threads):
-    """Seconds of one audioar.train.fit epoch on ``rows`` rows (validation timed apart)."""
-    from audioar.batches import log_likelihoods
-    from audioar.config import TrainConfig
-    from audioar.train import fit
+    """Seconds of one audioar.pipeline.train.fit epoch on ``rows`` rows (validation timed apart)."""
+    from audioar.config.recipes import TrainConfig
+    from audioar.pipeline.batches import log_likelihoods
+    from audioar.pipeline.train import fit
 
     torch.manual_seed(1)
     train = torch.randn(rows, FEATURES)
@@ -113,7 +113,8 @@ def main():
         train_s, val_s, n_val = time_fit_epoch(args.fit_rows, device, args.threads)
         per_epoch = train_s * GAS_TRAIN / args.fit_rows + val_s * GAS_VALIDATION / n_val
         print(
-            f"audioar.train.fit, one epoch on {args.fit_rows:,} rows: {train_s:.1f} s training "
+            f"audioar.pipeline.train.fit, one epoch on {args.fit_rows:,} rows: "
+            f"{train_s:.1f} s training "
             f"({args.fit_rows / train_s:,.0f} samples/s), {val_s:.2f} s to score {n_val:,} "
             f"validation rows"
         )

@@ -118,9 +118,9 @@ def main() -> None:
     import soundfile as sf
     import torch
 
-    from audioar.config import RunConfig, apply_overrides, preset_overrides
-    from audioar.listen import listen, merge_events
-    from audioar.pipeline import fit_run, load_trained
+    from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+    from audioar.deploy.listen import listen, merge_events
+    from audioar.pipeline.runs import fit_run, load_trained
 
     work = Path(tempfile.mkdtemp(prefix="audioar-listen-bench-"))
     try:

@@ -14,7 +14,8 @@ calls, ``--warmup`` untimed ones (default 2) warm the model's code and memory up
 memory and code left untouched for a second or two make the next steps slower for any
 library, so without them a round's first steps measure how long the other libraries ran
 before it (see the README's benchmarks). Training steps go through
-:func:`audioar.train.optimizer_step`, as :func:`audioar.train.fit` does. ``log_prob`` at a
+:func:`audioar.pipeline.train.optimizer_step`, as :func:`audioar.pipeline.train.fit` does.
+``log_prob`` at a
 batch of ``B`` runs ``--eval-steps * 100 / B`` calls (at least 4).
 
 Usage:

@@ -4,7 +4,7 @@ Data: ``sklearn.datasets.load_digits`` (1,797 images of 8 x 8 pixels, values 0..
 fixed seeded split into 1,000 training, 297 validation and 500 test images, in two
 versions: binarised (pixel >= 8) and the 17 raw levels.
 
-Models (each trained by ``audioar.train.fit``: Adam, early stopping on the validation NLL,
+Models (each trained by ``audioar.pipeline.train.fit``: Adam, early stopping on the validation NLL,
 best weights restored): the plain masked-convolution PixelCNN and the gated PixelCNN (same
 channels, layers and kernel; Bernoulli / categorical output), the gated one again with
 dropout (``--dropout``: 1,000 images overfit it within ~15 epochs), MADE (Bernoulli /
@@ -33,11 +33,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads stall sh
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from audioar.batches import log_likelihoods  # noqa: E402
-from audioar.config import TrainConfig  # noqa: E402
+from audioar.config.recipes import TrainConfig  # noqa: E402
 from audioar.models import MADE  # noqa: E402
 from audioar.models.pixelcnn import PixelCNN  # noqa: E402
-from audioar.train import fit  # noqa: E402
+from audioar.pipeline.batches import log_likelihoods  # noqa: E402
+from audioar.pipeline.train import fit  # noqa: E402
 
 SPLIT = (1000, 297, 500)
 

@@ -11,7 +11,8 @@ rounds, and each ratio is also given as the median of its per-round ratios), it 
 (b) ``audioar score DATA --model RUN --out scores.csv`` as a whole process (start-up,
     imports, model load, decode, features, model, CSV) with a cold feature cache
     (``AUDIOAR_CACHE_DIR`` an empty folder);
-(c) steady-state scoring in this process, ``audioar.scorer.score_files`` over every clip with
+(c) steady-state scoring in this process, ``audioar.pipeline.score_files.score_files`` over
+every clip with
     a cold feature cache (features computed and cached), after a warm-up;
 
 and, to show where (c) goes beyond (a), (d) the model alone: ``score_features`` on the
@@ -76,9 +77,9 @@ def main() -> None:
 
     import audioar
     from audioar.features import extract
-    from audioar.pipeline import load_trained
-    from audioar.scorer import score_files
-    from audioar.scoring import score_features
+    from audioar.pipeline.runs import load_trained
+    from audioar.pipeline.score_files import score_files
+    from audioar.pipeline.scoring import score_features
 
     files = sorted(args.data.glob("*.wav"))
     n = len(files)

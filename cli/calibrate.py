@@ -31,7 +31,7 @@ def calibrate_command(
     ] = False,
 ) -> None:
     """Set the run's threshold from normal clips recorded where it will be used."""
-    from audioar.recalibrate import recalibrate
+    from audioar.pipeline.recalibrate import recalibrate
 
     bar = Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), console=console, transient=True

@@ -10,9 +10,9 @@ from rich.table import Table
 from audioar.models.build import describe_families
 
 if TYPE_CHECKING:  # the library (and torch) load only when a command runs
-    from audioar.config import RunConfig
-    from audioar.data import Dataset, Split
-    from audioar.train import EpochStats
+    from audioar.config.recipes import RunConfig
+    from audioar.data.discovery import Dataset, Split
+    from audioar.pipeline.train import EpochStats
 
 __all__ = ["console", "resolve_config", "show_dataset", "EpochTable", "MODEL_HELP"]
 
@@ -26,8 +26,8 @@ def resolve_config(
     recipe: Path | None, overrides: Sequence[str], sets: Sequence[str], *, machine: bool = False
 ) -> "RunConfig":
     """Recipe (or defaults and presets), then the explicit options, then ``--set`` overrides
-    (last wins): :func:`audioar.config.resolve_run_config`."""
-    from audioar.config import resolve_run_config
+    (last wins): :func:`audioar.config.recipes.resolve_run_config`."""
+    from audioar.config.recipes import resolve_run_config
 
     return resolve_run_config(recipe, [*overrides, *sets], machine=machine)
 

@@ -8,7 +8,7 @@ import typer
 from audioar_cli.errors import friendly_errors
 from rich.console import Console
 
-from audioar import synth
+from audioar.data import synth
 from audioar.errors import ConfigError
 
 __all__ = ["app", "synth_command"]

@@ -28,10 +28,10 @@ def demo_command(
     ] = "speech",
 ) -> None:
     """The whole experiment on the embedded data: fit a MAF on "zero", evaluate, report."""
-    from audioar.experiment import evaluate_run
-    from audioar.pipeline import fit_run
-    from audioar.report import build_report
-    from audioar.synth import default_dataset
+    from audioar.data.synth import default_dataset
+    from audioar.evaluation.experiment import evaluate_run
+    from audioar.pipeline.runs import fit_run
+    from audioar.report.build import build_report
 
     if kind not in ("speech", "machine"):
         raise fail(f"--kind must be speech or machine, got {kind!r}")
@@ -72,10 +72,10 @@ def demo_command(
 def _machine_demo(out: Path, epochs: int, device: str) -> None:
     """Synthetic fan in the DCASE 2020 layout: fit on its normal sound (conditioned on the
     machine ID, 1-s windows), evaluate per ID against the anomalies, report."""
-    from audioar.experiment import evaluate_run
-    from audioar.pipeline import fit_run
-    from audioar.report import build_report
-    from audioar.synth import default_machine_dataset
+    from audioar.data.synth import default_machine_dataset
+    from audioar.evaluation.experiment import evaluate_run
+    from audioar.pipeline.runs import fit_run
+    from audioar.report.build import build_report
 
     start = time.perf_counter()
     with console.status("generating the synthetic machine data set (first run only)"):

@@ -120,7 +120,7 @@ def score_table(metrics: dict[str, Any]) -> Table:
 def section_table(metrics: dict[str, Any]) -> Table:
     """Per machine ID / section: AUC and pAUC with intervals (and per domain), then the
     challenge year's official score."""
-    from audioar.sections import section_table_rows
+    from audioar.evaluation.sections import section_table_rows
 
     rows = section_table_rows(metrics)
     official = metrics.get("official") or {}
@@ -167,7 +167,7 @@ def evaluate_command(
     resamples: Annotated[
         int,
         typer.Option(min=0, help="Bootstrap resamples of the 95% confidence intervals (0: none)."),
-    ] = 1000,  # audioar.evaluate.DEFAULT_RESAMPLES (not imported: keeps the CLI quick)
+    ] = 1000,  # audioar.evaluation.metrics.DEFAULT_RESAMPLES (not imported: keeps the CLI quick)
     layout: Annotated[
         str | None, typer.Option(help="Force the data layout (default: detected).")
     ] = None,
@@ -180,8 +180,8 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Score the test clips of every class; write metrics.json, per_class.csv and figures."""
-    from audioar.experiment import evaluate_run
-    from audioar.pipeline import load_trained
+    from audioar.evaluation.experiment import evaluate_run
+    from audioar.pipeline.runs import load_trained
 
     trained = load_trained(model)
     target = trained.config.data.target

@@ -32,8 +32,8 @@ def export_command(
 ) -> None:
     """Write the run (featurizer, model, score, threshold) as one file: forward(waveform
     (batch, time), lengths) -> (batch,) anomaly scores; sample_rate and threshold inside."""
-    from audioar.export import FORMATS, ExportError, export_trained
-    from audioar.pipeline import load_trained
+    from audioar.deploy.export import FORMATS, ExportError, export_trained
+    from audioar.pipeline.runs import load_trained
 
     if format not in FORMATS:
         raise ExportError(f"export: unknown format {format!r}; choose one of {', '.join(FORMATS)}")

@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
-    from audioar.config import RunConfig
-    from audioar.data import Dataset, Split
+    from audioar.config.recipes import RunConfig
+    from audioar.data.discovery import Dataset, Split
 
 __all__ = ["fit_command"]
 
@@ -71,7 +71,7 @@ def fit_command(
     ] = False,
 ) -> None:
     """Fit a density model to the normal class; calibrate a threshold; save the run."""
-    from audioar import distributed
+    from audioar.pipeline import distributed
 
     options = {
         "data.root": data,
@@ -87,7 +87,7 @@ def fit_command(
         "train.device": device,
     }
     overrides = [f"{k}={v}" for k, v in options.items() if v is not None]
-    from audioar.machine_layouts import is_machine_data
+    from audioar.data.layouts import is_machine_data
 
     # no recipe: the family's presets (and the machine presets on a DCASE folder)
     cfg = resolve_config(recipe, overrides, sets or [], machine=is_machine_data(data, layout))
@@ -99,9 +99,9 @@ def fit_command(
 
 
 def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cache: bool) -> None:
-    from audioar import distributed
-    from audioar.pipeline import fit_run
-    from audioar.train import EpochStats
+    from audioar.pipeline import distributed
+    from audioar.pipeline.runs import fit_run
+    from audioar.pipeline.train import EpochStats
 
     main = distributed.is_main()  # only rank 0 shows progress and writes
     where = cfg.data.root or "the embedded synthetic data set"
@@ -171,7 +171,7 @@ def _fit(cfg: "RunConfig", out: Path, *, resume: bool, overwrite: bool, use_cach
                 on_resume=on_resume,
             )
         except KeyboardInterrupt:
-            from audioar.artifact import checkpoint_path_for
+            from audioar.pipeline.artifact import checkpoint_path_for
 
             if not checkpoint_path_for(out).exists():
                 raise fail(

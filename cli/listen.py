@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from audioar.listen import Event, Listener, WindowScore
+    from audioar.deploy.listen import Event, Listener, WindowScore
 
 __all__ = ["listen_command"]
 
@@ -90,8 +90,8 @@ def listen_command(
     ] = 0.5,
 ) -> None:
     """Score sliding windows as the audio arrives; print latency and the real-time factor."""
-    from audioar.listen import EventMerger, listen
-    from audioar.pipeline import load_trained
+    from audioar.deploy.listen import EventMerger, listen
+    from audioar.pipeline.runs import load_trained
 
     trained = load_trained(model)
     stream = _stdin() if source == "-" else None

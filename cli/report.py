@@ -21,7 +21,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.html (figures embedded) and report.md for a run."""
-    from audioar.report import build_report
+    from audioar.report.build import build_report
 
     html, md = build_report(run_dir, eval_dir=eval_dir, out_dir=out)
     console.print(f"wrote [bold]{html}[/] and {md}")

@@ -22,8 +22,8 @@ def sample_command(
 ) -> None:
     """Generate clips (16-bit WAV at the features' sample rate). mulaw runs decode codes;
     stft runs invert the generated log-mel frames with Griffin-Lim (rough sound)."""
-    from audioar.pipeline import load_trained
-    from audioar.sampling import generate_waveforms, write_wavs
+    from audioar.pipeline.runs import load_trained
+    from audioar.pipeline.sampling import generate_waveforms, write_wavs
 
     trained = load_trained(run_dir)
     with console.status(f"generating {n} x {seconds:g} s of {target!r}"):

@@ -40,8 +40,8 @@ def score_command(
 ) -> None:
     """Score clips: log-likelihood, nats per dim, anomaly score, p-value, is_anomaly."""
     from audioar.atomic import remove_stale_temporaries
-    from audioar.pipeline import load_trained
-    from audioar.scorer import expand_inputs, score_files, write_scores
+    from audioar.pipeline.runs import load_trained
+    from audioar.pipeline.score_files import expand_inputs, score_files, write_scores
 
     # what a killed score (kill -9) left beside its outputs; a running one's stay
     for target in ([out] if out is not None else []) + ([trace / "index.csv"] if trace else []):
@@ -51,7 +51,7 @@ def score_command(
     if trace is not None and trace.exists() and not trace.is_dir():
         raise fail(f"{trace}: --trace needs a folder, this is a file", code=2)
     if trace is not None and trained.spec.kind == "vector":
-        from audioar.trace import ONE_STEP_NOTE
+        from audioar.pipeline.traces import ONE_STEP_NOTE
 
         err_console.print(f"[yellow]--trace: {ONE_STEP_NOTE}[/]")
     quiet = out is None

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from audioar import Detector
-from audioar.synth import default_dataset
+from audioar.data.synth import default_dataset
 
 
 def main() -> None:

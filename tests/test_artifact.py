@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from audioar import artifact
-from audioar.artifact import (
+from audioar.config.recipes import RunConfig, run_config_from_dict, run_config_to_dict
+from audioar.errors import ConfigError, RunFormatError
+from audioar.pipeline import artifact
+from audioar.pipeline.artifact import (
     checkpoint_path_for,
     load_run,
     remove_checkpoint,
     save_run,
 )
-from audioar.config import RunConfig, run_config_from_dict, run_config_to_dict
-from audioar.errors import ConfigError, RunFormatError
 
 
 def write(run_dir, **kwargs):

@@ -7,11 +7,11 @@ from helpers import write_tone_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.batches import ClipSet
-from audioar.config import RunConfig, TrainConfig, apply_overrides
+from audioar.config.recipes import RunConfig, TrainConfig, apply_overrides
 from audioar.errors import ConfigError
 from audioar.features.augment import AugmentedSequences, stretch_time, warp_bins
-from audioar.pipeline import fit_run
+from audioar.pipeline.batches import ClipSet
+from audioar.pipeline.runs import fit_run
 
 
 def _vtlp_source(bins: int, alpha: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals of AUC, pAUC and EER (audioar.evaluate)."""
+"""Bootstrap confidence intervals of AUC, pAUC and EER (audioar.evaluation.metrics)."""
 
 import time
 
@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from audioar.bootstrap import _resampled_roc_metrics, bootstrap_intervals, fold_mean_intervals
 from audioar.errors import DataError
-from audioar.evaluate import equal_error_rate, evaluate_scores
+from audioar.evaluation.bootstrap import (
+    _resampled_roc_metrics,
+    bootstrap_intervals,
+    fold_mean_intervals,
+)
+from audioar.evaluation.metrics import equal_error_rate, evaluate_scores
 
 
 def _data(n_target: int, n_other: int, seed: int = 0, gap: float = 1.0):

@@ -9,17 +9,17 @@ import soundfile as sf
 import torch
 from helpers import WAVENET_FRAMES, WAVENET_SMALL, invoke
 
-from audioar.batches import ClipSet, collate, log_likelihoods
-from audioar.config import RunConfig, apply_overrides
-from audioar.data import discover, split
+from audioar.config.recipes import RunConfig, apply_overrides
+from audioar.data.discovery import discover, split
 from audioar.errors import ConfigError, RunFormatError
-from audioar.experiment import evaluate_run
-from audioar.featurize import featurize
-from audioar.layout import arrange
+from audioar.evaluation.experiment import evaluate_run
 from audioar.models import InputSpec, Standardized, WaveNet
-from audioar.pipeline import fit_run, load_trained
-from audioar.scorer import score_files
-from audioar.scoring import SCORE_COLUMN, class_log_likelihoods, score_features
+from audioar.pipeline.batches import ClipSet, collate, log_likelihoods
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.inputs import arrange
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.score_files import score_files
+from audioar.pipeline.scoring import SCORE_COLUMN, class_log_likelihoods, score_features
 
 # The scores of a conditional run without a background model (no likelihood ratio).
 SCORES = tuple(c for c in SCORE_COLUMN.values() if c != "log_likelihood_ratio")
@@ -228,7 +228,7 @@ def test_a_run_without_its_class_list_is_refused(frames_run, tmp_path):
 
 
 def test_bucket_batches_cover_every_item_once_with_similar_lengths():
-    from audioar.train import bucket_batches
+    from audioar.pipeline.train import bucket_batches
 
     lengths = torch.randint(1, 200, (103,)).tolist()
     batches = bucket_batches(lengths, 10, torch.Generator().manual_seed(0))
@@ -245,7 +245,7 @@ def test_griffin_lim_inverts_mfcc_frames_and_repeats_with_its_seed():
     from types import SimpleNamespace
 
     from audioar.features import STFT
-    from audioar.sampling import frames_to_waveform
+    from audioar.pipeline.sampling import frames_to_waveform
 
     t = torch.arange(3200) / 8000.0
     wave = 0.5 * torch.sin(2 * torch.pi * 440.0 * t)

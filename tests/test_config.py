@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.config import (
+from audioar.config.recipes import (
     FORMAT_VERSION,
     FeatureConfig,
     RunConfig,

@@ -1,4 +1,4 @@
-"""audioar.data: layouts, official lists, manifests, splits and their guarantees."""
+"""audioar.data.discovery: layouts, official lists, manifests, splits and their guarantees."""
 
 import logging
 from pathlib import Path
@@ -9,7 +9,15 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.data import Clip, Dataset, Split, clips_with_label, discover, loso_folds, split
+from audioar.data.discovery import (
+    Clip,
+    Dataset,
+    Split,
+    clips_with_label,
+    discover,
+    loso_folds,
+    split,
+)
 from audioar.errors import ConfigError, DataError
 
 FSDD = Path("/work/shared/data/fsdd/recordings")
@@ -194,7 +202,7 @@ def test_speaker_scheme_and_unknown_speaker(tmp_path):
 
 def test_speaker_scheme_single_training_speaker_falls_back(tmp_path, caplog):
     ds = discover(make_fsdd(tmp_path, speakers=("ann", "bob")))
-    with caplog.at_level(logging.WARNING, logger="audioar.data"):
+    with caplog.at_level(logging.WARNING, logger="audioar.data.discovery"):
         parts = split(ds, "speaker:ann")
     assert "one training speaker" in caplog.text
     assert {c.speaker for c in parts.train + parts.validation} == {"bob"}

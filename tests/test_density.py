@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import invoke
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.density import (
     DensityEstimator,
     load_density_recipe,

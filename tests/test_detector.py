@@ -34,7 +34,7 @@ def test_module_examples_run_as_doctests():
 
 def test_top_level_exports_the_public_api():
     assert audioar.Detector is Detector
-    assert audioar.load_audio.__module__ == "audioar.io"
+    assert audioar.load_audio.__module__ == "audioar.data.io"
     assert {"MAF", "SegmentSpectrum", "Windowed"} <= set(audioar.__all__)
     with pytest.raises(AttributeError):
         audioar.nosuch  # noqa: B018

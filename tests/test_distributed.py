@@ -10,9 +10,9 @@ import pytest
 from audioar_cli.common import resolve_config
 from helpers import TINY, write_tone_dataset
 
-from audioar.data import discover, split
-from audioar.experiment import score_test_part
-from audioar.pipeline import fit_run, load_trained
+from audioar.data.discovery import discover, split
+from audioar.evaluation.experiment import score_test_part
+from audioar.pipeline.runs import fit_run, load_trained
 
 pytestmark = pytest.mark.slow
 

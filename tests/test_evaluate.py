@@ -1,4 +1,5 @@
-"""Tests of audioar.evaluate: metrics on tiny hand-checked examples, folds, evaluation files."""
+"""Tests of audioar.evaluation.metrics: metrics on tiny hand-checked examples, folds,
+evaluation files."""
 
 import json
 import math
@@ -11,11 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from audioar import atomic, evaluation_files
+from audioar import atomic
 from audioar.atomic import atomic_write
 from audioar.errors import DataError
-from audioar.evaluate import equal_error_rate, evaluate_scores, partial_auc, summarize_folds
-from audioar.evaluation_files import EVALUATION_FILES, scores_frame, write_evaluation
+from audioar.evaluation import files as evaluation_files
+from audioar.evaluation.files import EVALUATION_FILES, scores_frame, write_evaluation
+from audioar.evaluation.metrics import (
+    equal_error_rate,
+    evaluate_scores,
+    partial_auc,
+    summarize_folds,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -300,7 +307,7 @@ def test_jsonable_turns_nan_into_null():
 
 
 def test_write_evaluation_writes_given_traces_and_removes_stale_ones(tmp_path):
-    from audioar.trace import read_traces, trace_arrays
+    from audioar.pipeline.traces import read_traces, trace_arrays
 
     m = evaluate_scores([-1.0, -2.0, -3.0], ["a", "a", "b"], "a")
     frame = scores_frame([-1.0, -2.0, -3.0], ["a", "a", "b"], paths=["x", "y", "z"])

@@ -17,8 +17,9 @@ import soundfile as sf
 import torch
 from helpers import TINY, WAVENET_FRAMES, WAVENET_SMALL, invoke, write_tone_dataset
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides
-from audioar.export import (
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+from audioar.data.io import load_audio
+from audioar.deploy.export import (
     ExportError,
     batch_of,
     export_run,
@@ -28,9 +29,8 @@ from audioar.export import (
     scores_match,
 )
 from audioar.features import STFT, SegmentSpectrum, WholeWindowFFT, Windowed
-from audioar.io import load_audio
-from audioar.pipeline import fit_run, load_trained
-from audioar.scorer import group_of, score_files
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.score_files import group_of, score_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -408,7 +408,7 @@ def test_onnx_graph_scores_like_the_library(name, runs, data, tmp_path):
     pytest.importorskip("onnx", reason="the export extra (onnx, onnxscript) is not installed")
     pytest.importorskip("onnxscript", reason="the export extra is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    from audioar.export.onnx import run_onnx
+    from audioar.deploy.export.onnx import run_onnx
 
     run_dir = runs(name)
     trained = load_trained(run_dir)

@@ -9,12 +9,12 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.errors import ConfigError, DataError
 from audioar.layers.masks import input_degrees
 from audioar.models.contract import DensityModel, InputSpec
 from audioar.models.fvsbn import FVSBN, FVSBNConfig
-from audioar.train import fit
+from audioar.pipeline.train import fit
 
 ORDERS = ["natural", "reverse", "random", [2, 0, 4, 1, 3]]
 
@@ -107,7 +107,8 @@ def test_bernoulli_samples_follow_the_model():
 
 
 def test_gaussian_fvsbn_fits_a_correlated_gaussian_to_its_entropy():
-    """Through audioar.train.fit: test NLL within a few hundredths of a nat of the truth."""
+    """Through audioar.pipeline.train.fit: test NLL within a few hundredths of a nat of the
+    truth."""
     g = torch.Generator().manual_seed(0)
     a = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.4, 0.3]])
     truth = torch.distributions.MultivariateNormal(torch.tensor([1.0, -2.0, 0.5]), a @ a.T)

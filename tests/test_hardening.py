@@ -14,10 +14,10 @@ import soundfile as sf
 import torch
 from helpers import TINY, invoke, write_tone_dataset
 
-from audioar.artifact import checkpoint_path_for
-from audioar.config import RunConfig, apply_overrides
+from audioar.config.recipes import RunConfig, apply_overrides
 from audioar.errors import DataError, TrainingError
-from audioar.pipeline import fit_run
+from audioar.pipeline.artifact import checkpoint_path_for
+from audioar.pipeline.runs import fit_run
 
 WORDS = {"zero": 440.0, "one": 880.0, "two": 1320.0}
 
@@ -113,8 +113,8 @@ _PEAK = textwrap.dedent(
     import torch
 
     torch.set_num_threads(1)
-    from audioar.pipeline import load_trained
-    from audioar.scorer import score_files
+    from audioar.pipeline.runs import load_trained
+    from audioar.pipeline.score_files import score_files
 
     run, listing = sys.argv[1:3]
     paths = [Path(line) for line in Path(listing).read_text().splitlines()]

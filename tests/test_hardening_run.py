@@ -17,12 +17,12 @@ from audioar_cli.common import resolve_config
 from helpers import TINY, invoke
 
 import audioar.atomic
-import audioar.scorer
-import audioar.train
-from audioar.artifact import checkpoint_path_for, hold_run_lock, lock_path_for
+import audioar.pipeline.score_files
+import audioar.pipeline.train
 from audioar.errors import ConfigError
 from audioar.models import MADE, MAF
-from audioar.pipeline import fit_run
+from audioar.pipeline.artifact import checkpoint_path_for, hold_run_lock, lock_path_for
+from audioar.pipeline.runs import fit_run
 
 
 def sets(*extra):
@@ -67,7 +67,7 @@ def finished(tones, tmp_path_factory):
 
 def interrupted(tones, out, monkeypatch, *extra, after=2):
     """Fit ``out`` and stop it (like Ctrl-C) once epoch ``after`` is checkpointed."""
-    real = audioar.train.save_checkpoint
+    real = audioar.pipeline.train.save_checkpoint
 
     def save_then_stop(path, model, optimizer, state, *args):
         real(path, model, optimizer, state, *args)
@@ -75,7 +75,7 @@ def interrupted(tones, out, monkeypatch, *extra, after=2):
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(audioar.train, "save_checkpoint", save_then_stop)
+        patch.setattr(audioar.pipeline.train, "save_checkpoint", save_then_stop)
         result = fit(tones, out, *sets(*extra))
     one_line_error(result, "interrupted; the last finished epoch is kept", code=130)
     checkpoint = checkpoint_path_for(out)
@@ -337,7 +337,7 @@ def test_a_non_finite_score_is_an_error_not_a_verdict(finished, tones, tmp_path)
 
 def test_a_terminated_score_removes_its_temporary(finished, tones, tmp_path, monkeypatch):
     out = tmp_path / "scores.csv"
-    real, calls = audioar.scorer.score_features, []
+    real, calls = audioar.pipeline.score_files.score_features, []
 
     def terminate_on_the_second_batch(*args, **kwargs):
         calls.append(1)
@@ -345,7 +345,9 @@ def test_a_terminated_score_removes_its_temporary(finished, tones, tmp_path, mon
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(audioar.scorer, "score_features", terminate_on_the_second_batch)
+    monkeypatch.setattr(
+        audioar.pipeline.score_files, "score_features", terminate_on_the_second_batch
+    )
     before = signal.getsignal(signal.SIGTERM)
     result = invoke("score", tones, "--model", finished, "--out", out, "--batch-size", "40")
     one_line_error(result, "error: interrupted", code=130)

@@ -1,12 +1,11 @@
-"""audioar.io: loading clips, every bad-input case, scaling, mixing, resampling."""
+"""audioar.data.io: loading clips, every bad-input case, scaling, mixing, resampling."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import audioar.errors
-from audioar.errors import ConfigError
-from audioar.io import (
+from audioar.data.io import (
     AUDIO_EXTENSIONS,
     AudioError,
     audio_info,
@@ -14,6 +13,7 @@ from audioar.io import (
     resample,
     resample_reference,
 )
+from audioar.errors import ConfigError
 
 
 def tone(freq: float, sr: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioar.clips import DCASE_LAYOUTS
-from audioar.data import LAYOUTS, UNLABELED, Clip, Dataset, discover, split
+from audioar.data.clips import DCASE_LAYOUTS
+from audioar.data.discovery import LAYOUTS, UNLABELED, Clip, Dataset, discover, split
+from audioar.data.layouts import DcaseName, parse_dcase_name
 from audioar.errors import DataError
-from audioar.machine_layouts import DcaseName, parse_dcase_name
 
 rng = np.random.default_rng(0)
 
@@ -112,7 +112,7 @@ def test_stratified_carve_keeps_every_group_in_validation(tmp_path):
 
 def test_random_and_speaker_schemes_leave_out_unlabeled(tmp_path, caplog):
     ds = discover(make_dcase2020(tmp_path / "fan", ids=("00",), eval_ids=("01",)))
-    with caplog.at_level(logging.WARNING, logger="audioar.splits"):
+    with caplog.at_level(logging.WARNING, logger="audioar.data.splits"):
         parts = split(ds, "random", test_fraction=0.3)
     assert "leaving out 3 unlabeled clips" in caplog.text
     every = parts.train + parts.validation + parts.test

@@ -23,13 +23,13 @@ import torch
 from helpers import TINY, invoke
 from typer.testing import CliRunner
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+from audioar.deploy.listen import Event, EventMerger, WindowScore, listen, merge_events
 from audioar.errors import AudioError, ConfigError
 from audioar.features.extract import featurize_waveforms
-from audioar.listen import Event, EventMerger, WindowScore, listen, merge_events
-from audioar.pipeline import fit_run
-from audioar.scorer import score_files
-from audioar.scoring import SCORE_COLUMN, score_features
+from audioar.pipeline.runs import fit_run
+from audioar.pipeline.score_files import score_files
+from audioar.pipeline.scoring import SCORE_COLUMN, score_features
 
 RATE = 16000
 IDS = {"id_00": 310.0, "id_02": 470.0}  # machine ID -> base frequency of its hum (Hz)
@@ -263,7 +263,7 @@ def test_a_wav_stream_read_in_small_pieces_scores_as_the_file(fitted, heard, siz
 
 def test_windows_are_batched_when_audio_waits_and_scored_one_by_one_when_live(fitted, monkeypatch):
     trained, _, recording = fitted
-    from audioar import listen as module
+    from audioar.deploy import listen as module
 
     sizes = []
     original = module._Scorer.anomaly_scores

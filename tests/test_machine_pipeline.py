@@ -18,16 +18,16 @@ import soundfile as sf
 from helpers import invoke, write_tone_dataset
 from scipy.special import logsumexp
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides
-from audioar.data import discover
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+from audioar.data.discovery import discover
+from audioar.data.splits import split
 from audioar.errors import DataError
-from audioar.experiment import evaluate_run
-from audioar.featurize import featurize
-from audioar.fitting import resolve_data
-from audioar.pipeline import fit_run, load_trained
-from audioar.scoring import own_classes, score_features
-from audioar.splits import split
-from audioar.trace import clip_traces, step_seconds
+from audioar.evaluation.experiment import evaluate_run
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.fit import resolve_data
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.scoring import own_classes, score_features
+from audioar.pipeline.traces import clip_traces, step_seconds
 
 RATE = 16000
 #: Machine ID -> base frequency (Hz) of its harmonic tone set.
@@ -262,8 +262,8 @@ def test_windows_counts_aggregates_and_traces(fitted, test_part):
 def test_windows_get_their_own_calibration(fitted, fan):
     """listen flags single windows: the run also calibrates on single validation windows
     of normal clips (a clip's mean of windows varies less), stored and loaded back."""
-    from audioar.calibration import calibrate
-    from audioar.clip_windows import expand
+    from audioar.pipeline.calibration import calibrate
+    from audioar.pipeline.windows import expand
 
     trained, run_dir = fitted
     window = trained.window_calibration
@@ -378,8 +378,8 @@ _PEAK = textwrap.dedent(
     import torch
 
     torch.set_num_threads(1)
-    from audioar.pipeline import load_trained
-    from audioar.scorer import score_files
+    from audioar.pipeline.runs import load_trained
+    from audioar.pipeline.score_files import score_files
 
     run, wav, traces = sys.argv[1:4]
     trained = load_trained(run)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from audioar.config import RunConfig, apply_overrides, preset_overrides
-from audioar.data import discover
-from audioar.pipeline import fit_run, load_trained
-from audioar.scorer import score_files
+from audioar.config.recipes import RunConfig, apply_overrides, preset_overrides
+from audioar.data.discovery import discover
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.score_files import score_files
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase2020-machine-id00"
 pytestmark = pytest.mark.skipif(

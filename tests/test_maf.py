@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from audioar.errors import ConfigError, TrainingError
 from audioar.models import MAF, MAFConfig
 from audioar.models.maf import BatchNormBijector
-from audioar.train import optimizer_step
+from audioar.pipeline.train import optimizer_step
 
 
 @pytest.fixture(autouse=True)
@@ -493,7 +493,7 @@ def test_threads_evaluating_one_model_keep_their_own_buffers():
 
 def test_caches_follow_fused_optimiser_steps():
     """Fused optimisers write parameters without bumping their version counters, on which
-    the evaluation and sampling caches are keyed; audioar.train.optimizer_step bumps them
+    the evaluation and sampling caches are keyed; audioar.pipeline.train.optimizer_step bumps them
     (with a bare ``opt.step()`` this test fails: the caches serve the old weights)."""
     torch.manual_seed(0)
     maf = MAF(6, num_flows=3, hidden_features=(16, 16))

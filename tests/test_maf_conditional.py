@@ -8,13 +8,13 @@ import pytest
 import torch
 from helpers import TINY, write_tone_dataset
 
-from audioar.config import RunConfig, apply_overrides
-from audioar.data import discover, split
+from audioar.config.recipes import RunConfig, apply_overrides
+from audioar.data.discovery import discover, split
 from audioar.errors import ConfigError, DataError
-from audioar.featurize import featurize
-from audioar.fitting import train_model
 from audioar.models import MAF
-from audioar.scoring import score_features
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.fit import train_model
+from audioar.pipeline.scoring import score_features
 
 
 def test_labels_enter_as_one_hot_and_the_fast_path_agrees():

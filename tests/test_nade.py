@@ -1,5 +1,5 @@
 """NADE / RNADE: the cumulative recurrence, autoregressive structure, normalisation,
-sampling, and fitting known densities through audioar.train.fit."""
+sampling, and fitting known densities through audioar.pipeline.train.fit."""
 
 import inspect
 import io
@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.errors import ConfigError, DataError
 from audioar.layers.masks import input_degrees
 from audioar.models.contract import DensityModel, InputSpec
 from audioar.models.made import soft_clamp
 from audioar.models.nade import NADE, NADEConfig
-from audioar.train import fit
+from audioar.pipeline.train import fit
 
 ORDERS = ["natural", "reverse", "random", [2, 0, 4, 1, 3]]
 

@@ -9,14 +9,14 @@ import soundfile as sf
 import torch
 from helpers import TINY, write_tone_dataset
 
-from audioar.artifact import checkpoint_path_for
-from audioar.config import RunConfig, apply_overrides
+from audioar.config.recipes import RunConfig, apply_overrides
 from audioar.errors import DataError, RunFormatError, TrainingError
-from audioar.experiment import evaluate_run
+from audioar.evaluation.experiment import evaluate_run
 from audioar.models import MAF, InputSpec, Standardized
 from audioar.models.standardize import feature_statistics
-from audioar.pipeline import fit_run, load_trained
-from audioar.scorer import expand_inputs, score_files, write_scores
+from audioar.pipeline.artifact import checkpoint_path_for
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.score_files import expand_inputs, score_files, write_scores
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_image_layout_masks_padded_columns():
     torch.manual_seed(0)
     spec = InputSpec("image", (1, 3, 6))
     frames = [torch.randn(4, 3), torch.randn(9, 3)]  # (time, bins): padded and trimmed
-    from audioar.layout import arrange
+    from audioar.pipeline.inputs import arrange
 
     items, lengths = arrange(frames, spec)
     assert [tuple(x.shape) for x in items] == [(1, 3, 6), (1, 3, 6)] and lengths == [4, 6]

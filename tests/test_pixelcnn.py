@@ -10,7 +10,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.errors import ConfigError, DataError
 from audioar.models.contract import DensityModel, InputSpec
 from audioar.models.pixelcnn import PixelCNN, PixelCNNConfig, resolve_output
@@ -21,7 +21,7 @@ from audioar.models.pixelcnn_outputs import (
     DiscretizedLogisticMixture,
 )
 from audioar.models.standardize import Standardized, feature_statistics
-from audioar.train import fit
+from audioar.pipeline.train import fit
 
 TINY = dict(hidden_channels=8, num_layers=2, kernel_size=3)
 # (output, levels): every output distribution the model has.

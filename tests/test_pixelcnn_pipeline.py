@@ -9,14 +9,14 @@ import soundfile as sf
 import torch
 from helpers import invoke
 
-from audioar.config import RunConfig, apply_overrides
-from audioar.data import discover
+from audioar.config.recipes import RunConfig, apply_overrides
+from audioar.data.discovery import discover
 from audioar.errors import ConfigError
-from audioar.featurize import featurize
-from audioar.layout import arrange
 from audioar.models import PixelCNN
-from audioar.pipeline import fit_run, load_trained
-from audioar.scoring import score_features
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.inputs import arrange
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.scoring import score_features
 
 #: A fit of a few seconds: tone clips of 0.25-0.4 s give 16-26 frames at hop 128, so a
 #: width of 20 frames both pads and trims.

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from helpers import TINY, invoke
 
-from audioar.calibration import calibrate
+from audioar.pipeline.calibration import calibrate
 
 
 @pytest.fixture(scope="module")

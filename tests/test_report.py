@@ -1,4 +1,4 @@
-"""Tests of audioar.report: HTML/Markdown reports built from synthetic run directories."""
+"""Tests of audioar.report.build: HTML/Markdown reports built from synthetic run directories."""
 
 import base64
 import json
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from audioar.errors import RunFormatError
-from audioar.evaluate import evaluate_scores, summarize_folds
-from audioar.evaluation_files import scores_frame, write_evaluation
-from audioar.report import MAX_EPOCH_ROWS, build_report
+from audioar.evaluation.files import scores_frame, write_evaluation
+from audioar.evaluation.metrics import evaluate_scores, summarize_folds
+from audioar.report.build import MAX_EPOCH_ROWS, build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert('x')</script>"
@@ -265,7 +265,7 @@ def test_partial_metrics_and_beaten_target(tmp_path):
 
 
 def test_training_curves_focus_on_the_target_and_its_nearest_classes():
-    from audioar.figures import training_curves_figure
+    from audioar.report.figures import training_curves_figure
 
     epochs = np.arange(1, 41)
     history = pd.DataFrame(
@@ -292,7 +292,7 @@ def test_report_tables_wrap_long_values_and_scroll_in_their_own_box(tmp_path):
 
 
 def _with_intervals(m: dict, ll, labels) -> dict:
-    from audioar.bootstrap import bootstrap_intervals
+    from audioar.evaluation.bootstrap import bootstrap_intervals
 
     m["score"] = "log_likelihood"
     m["ci"] = bootstrap_intervals(ll, labels, "zero")
@@ -321,7 +321,7 @@ def test_report_shows_confidence_intervals(tmp_path):
 
 
 def test_loso_report_shows_the_interval_of_the_mean(tmp_path):
-    from audioar.bootstrap import fold_mean_intervals
+    from audioar.evaluation.bootstrap import fold_mean_intervals
 
     run = _make_run(tmp_path / "run")
     folds, frames = {}, []
@@ -362,7 +362,7 @@ def _fake_examples(n: int) -> list[dict]:
 
 
 def test_report_draws_the_traces_of_traces_npz(tmp_path):
-    from audioar.trace import trace_arrays
+    from audioar.pipeline.traces import trace_arrays
 
     run = _make_run(tmp_path / "run")
     ll, labels = _scores(0)
@@ -431,7 +431,7 @@ def _dcase_run(tmp_path: Path, sections: dict, *, by_group: bool) -> Path:
 
 
 def test_report_shows_the_per_section_table_and_official_score(tmp_path):
-    from audioar.sections import section_metrics, section_table_rows
+    from audioar.evaluation.sections import section_metrics, section_table_rows
 
     groups = ["section_00", "section_01", "section_02"]
     sections = section_metrics(_section_table(0, groups, domains=True), year=2023, resamples=50)
@@ -468,7 +468,7 @@ def test_report_shows_the_per_section_table_and_official_score(tmp_path):
 
 
 def test_report_section_table_without_intervals_escapes_group_names(tmp_path):
-    from audioar.sections import section_metrics
+    from audioar.evaluation.sections import section_metrics
 
     groups = ["id_00", EVIL]
     sections = section_metrics(_section_table(1, groups, domains=False), year=2020, resamples=0)

@@ -6,16 +6,16 @@ import pytest
 import torch
 from helpers import TINY, WAVENET_FRAMES, WAVENET_SMALL, write_tone_dataset
 
-from audioar.complexity import code_lengths, quantised_log_likelihood
-from audioar.config import RunConfig, apply_overrides
-from audioar.data import discover, split
+from audioar.config.recipes import RunConfig, apply_overrides
+from audioar.data.discovery import discover, split
 from audioar.errors import ConfigError
-from audioar.experiment import score_test_part
+from audioar.evaluation.experiment import score_test_part
 from audioar.features.perturb import perturb
-from audioar.featurize import featurize
 from audioar.models import MAF, InputSpec, Standardized
-from audioar.pipeline import fit_run, load_trained
-from audioar.scoring import score_features
+from audioar.pipeline.complexity import code_lengths, quantised_log_likelihood
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.runs import fit_run, load_trained
+from audioar.pipeline.scoring import score_features
 
 
 @pytest.fixture(scope="module")

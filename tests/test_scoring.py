@@ -13,17 +13,22 @@ import torch
 from helpers import TINY, invoke
 from torch import Tensor, nn
 
-from audioar import scoring
-from audioar.batches import log_likelihoods
-from audioar.calibration import Calibration, calibrate
-from audioar.complexity import code_lengths
 from audioar.errors import ConfigError, DataError, TrainingError
 from audioar.features import extract
 from audioar.models.contract import InputSpec
 from audioar.models.standardize import Standardized
-from audioar.pipeline import load_trained
-from audioar.scorer import score_files
-from audioar.scoring import ClipScores, class_log_likelihoods, fast_code_lengths, score_features
+from audioar.pipeline import scoring
+from audioar.pipeline.batches import log_likelihoods
+from audioar.pipeline.calibration import Calibration, calibrate
+from audioar.pipeline.complexity import code_lengths
+from audioar.pipeline.runs import load_trained
+from audioar.pipeline.score_files import score_files
+from audioar.pipeline.scoring import (
+    ClipScores,
+    class_log_likelihoods,
+    fast_code_lengths,
+    score_features,
+)
 
 
 class NormedGaussian(nn.Module):
@@ -295,6 +300,6 @@ def test_score_table_rows_columns_and_errors(tiny_run, tones, tmp_path):
 
 def test_scoring_does_not_import_scipy_special():
     """scipy.special loads numpy.f2py (some 0.25 s of every command's start-up)."""
-    code = "import sys, audioar.scoring; print('scipy.special' in sys.modules)"
+    code = "import sys, audioar.pipeline.scoring; print('scipy.special' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

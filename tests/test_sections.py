@@ -1,4 +1,4 @@
-"""DCASE per-section metrics, official scores and official files (audioar.sections)."""
+"""DCASE per-section metrics, official scores and official files (audioar.evaluation.sections)."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from audioar.errors import ConfigError, DataError
-from audioar.sections import (
+from audioar.evaluation.sections import (
     official_files,
     section_metrics,
     section_table_rows,

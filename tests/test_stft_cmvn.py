@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.config import FeatureConfig, RunConfig, apply_overrides, load_recipe
+from audioar.config.recipes import FeatureConfig, RunConfig, apply_overrides, load_recipe
 from audioar.errors import ConfigError
 from audioar.features import STFT, featurize_waveforms, featurizer_from_config
 from audioar.features.stft import MIN_CLIP_STD, clip_normalize

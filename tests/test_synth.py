@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from scipy import signal
 from typer.testing import CliRunner
 
-from audioar import synth
+from audioar.data import synth
+from audioar.data.synth import dataset, render, voices
 from audioar.errors import ConfigError, DataError
-from audioar.synth import dataset, render, voices
 
 SMALL = {"speakers": 3, "takes": 1, "words": ("zero", "one", "yes")}
 
@@ -38,7 +38,7 @@ def _wav_digest(root: Path) -> str:
 
 
 def _espeak_or_skip() -> None:
-    from audioar.speech import espeak_available
+    from audioar.data.synth.espeak import espeak_available
 
     if not espeak_available():
         pytest.skip("eSpeak NG (espeakng-loader, extra 'speech') is not installed or not working")
@@ -55,7 +55,7 @@ def default_root() -> Path:
 
 # --------------------------------------------------------------------------- package
 def test_package_reexports_its_modules_public_names():
-    from audioar.synth import dsp, engines, machine, phones
+    from audioar.data.synth import dsp, engines, machine, phones
 
     modules = (dataset, dsp, engines, machine, phones, render, voices)
     owners = {name: m for m in modules for name in m.__all__}
@@ -263,7 +263,7 @@ def test_espeak_engine(tmp_path):
     assert "espeakng_loader" not in sys.modules
     assert synth.default_dataset_name("auto") == "synth-v2-espeak-seed0"
     # Every accent a speaker can draw is a voice eSpeak NG knows (else the worker fails).
-    from audioar.speech import Utterance, speak
+    from audioar.data.synth.espeak import Utterance, speak
 
     accents = list(voices._ESPEAK_ACCENTS)
     said = speak([Utterance("zero", voice=f"{accent}+m3", seed=1) for accent in accents])
@@ -273,7 +273,7 @@ def test_espeak_engine(tmp_path):
 
 
 def test_auto_engine_falls_back_to_formant(monkeypatch):
-    from audioar import speech
+    from audioar.data.synth import espeak as speech
 
     monkeypatch.setattr(speech, "espeak_available", lambda: False)
     assert synth.resolve_engine("auto") == "formant"

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from helpers import invoke
 
-from audioar import synth
+from audioar.data import synth
+from audioar.data.synth import machine
 from audioar.errors import ConfigError, DataError
-from audioar.synth import machine
 
 SMALL = {
     "ids": (0, 2),

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioar.config import FeatureConfig, RunConfig, apply_overrides
+from audioar.config.recipes import FeatureConfig, RunConfig, apply_overrides
 from audioar.errors import ConfigError
 from audioar.features import STFT, SegmentSpectrum, featurizer_from_config
 from audioar.features.extract import featurize_waveforms

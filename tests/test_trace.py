@@ -10,19 +10,17 @@ import pytest
 import torch
 from helpers import TINY, WAVENET_FRAMES, WAVENET_SMALL, invoke
 
-from audioar.calibration import Calibration
-from audioar.config import RunConfig, apply_overrides
-from audioar.data import discover, split
-from audioar.experiment import evaluate_run
+from audioar.config.recipes import RunConfig, apply_overrides
+from audioar.data.discovery import discover, split
+from audioar.evaluation.experiment import evaluate_run
 from audioar.features import STFT, MuLaw
-from audioar.featurize import featurize
 from audioar.models import InputSpec, Standardized
 from audioar.models.pixelcnn import PixelCNN
-from audioar.pipeline import fit_run
-from audioar.report import build_report
-from audioar.run import TrainedModel
-from audioar.scoring import score_features
-from audioar.trace import (
+from audioar.pipeline.calibration import Calibration
+from audioar.pipeline.featurize import featurize
+from audioar.pipeline.runs import fit_run
+from audioar.pipeline.scoring import score_features
+from audioar.pipeline.traces import (
     ONE_STEP_NOTE,
     clip_traces,
     pick_examples,
@@ -31,6 +29,8 @@ from audioar.trace import (
     trace_csv,
     trace_file_name,
 )
+from audioar.pipeline.trained import TrainedModel
+from audioar.report.build import build_report
 
 SMALL = WAVENET_SMALL
 FRAMES = WAVENET_FRAMES

@@ -7,10 +7,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from audioar.batches import log_likelihoods
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.errors import ConfigError, DataError, TrainingError
-from audioar.train import EpochStats, FitResult, fit
+from audioar.pipeline.batches import log_likelihoods
+from audioar.pipeline.train import EpochStats, FitResult, fit
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -293,7 +293,7 @@ def test_resume_without_checkpoint_starts_afresh_and_bad_checkpoint_fails(tmp_pa
 
 
 def test_resume_with_other_training_settings_is_refused_and_keeps_the_checkpoint(tmp_path):
-    from audioar.checkpoints import CheckpointError
+    from audioar.pipeline.checkpoints import CheckpointError
 
     path, train = tmp_path / "ck.pt", gaussian_data(40)
     fit(DiagGaussian(3), train, None, quick(epochs=2), checkpoint_path=path)
@@ -329,7 +329,7 @@ def test_fits_a_real_maf_with_batch_norm_and_resumes(tmp_path):
 def test_epoch_batches_are_those_of_a_shuffling_dataloader():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from audioar.train import _epoch_batches
+    from audioar.pipeline.train import _epoch_batches
 
     for n, size, drop in ((229, 100, False), (201, 100, True), (7, 3, False)):
         loader = DataLoader(

@@ -11,6 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from audioar.data.io import (
+    AudioError,
+    audio_windows,
+    iter_windows,
+    load_audio,
+    stream_audio,
+    window_count,
+)
 from audioar.errors import ConfigError
 from audioar.features import (
     STFT,
@@ -23,14 +31,6 @@ from audioar.features import (
     featurize_waveforms,
     featurize_windows,
     featurizer_from_config,
-)
-from audioar.io import (
-    AudioError,
-    audio_windows,
-    iter_windows,
-    load_audio,
-    stream_audio,
-    window_count,
 )
 
 SR = 8000

@@ -4,7 +4,7 @@
 the registry (:func:`audioar.models.build.build_model`) for ``InputSpec("vector", (D,))``,
 optionally wraps it in :class:`~audioar.models.standardize.Standardized` (z-scores from the
 training rows; log-likelihoods stay those of the raw columns) and trains it with
-:func:`audioar.train.fit` (Adam, early stopping on the validation log-likelihood, best
+:func:`audioar.pipeline.train.fit` (Adam, early stopping on the validation log-likelihood, best
 weights restored). Binary families (``output="bernoulli"``) take ``{0, 1}`` tables and are
 never standardised.
 
@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from audioar.atomic import replace_dir, temp_sibling
-from audioar.batches import log_likelihoods
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.density.recipe import make_config, resolve_family
 from audioar.density.tables import check_array
 from audioar.errors import ConfigError, DataError, RunFormatError
 from audioar.models.contract import InputSpec
 from audioar.models.standardize import Standardized
+from audioar.pipeline.batches import log_likelihoods
 
 __all__ = ["DensityEstimator", "ESTIMATOR_FORMAT", "ESTIMATOR_VERSION"]
 
@@ -54,7 +54,7 @@ class DensityEstimator:
             :mod:`audioar.models.contract` (``Config``, ``from_spec``). Default ``"maf"``.
         model_params: The family's settings: ``None`` (its defaults), a dict of its
             ``Config`` fields, or a ``Config`` instance.
-        train: A :class:`~audioar.config.TrainConfig`; ``None``: its defaults.
+        train: A :class:`~audioar.config.recipes.TrainConfig`; ``None``: its defaults.
         validation_fraction: When :meth:`fit` gets no ``X_val``, the last this share of
             ``X`` (in row order, like the MAF paper) is held out for early stopping;
             ``0``: no validation, the last epoch's weights are kept. Default ``0.1``.
@@ -64,7 +64,7 @@ class DensityEstimator:
     Attributes:
         model_: The fitted model (a :class:`Standardized` wrapper), after :meth:`fit`.
         n_features_in_: Columns of the training table.
-        fit_result_: The :class:`audioar.train.FitResult` (history, best epoch, why it
+        fit_result_: The :class:`audioar.pipeline.train.FitResult` (history, best epoch, why it
             stopped); ``None`` for a loaded estimator.
 
     Example:
@@ -132,8 +132,8 @@ class DensityEstimator:
             X: ``(rows, features)`` numbers.
             X_val: Validation rows for early stopping; ``None``: the last
                 ``validation_fraction`` of ``X``.
-            on_epoch: Passed to :func:`audioar.train.fit` (per-epoch statistics).
-            progress: Passed to :func:`audioar.train.fit` (steps done, step budget).
+            on_epoch: Passed to :func:`audioar.pipeline.train.fit` (per-epoch statistics).
+            progress: Passed to :func:`audioar.pipeline.train.fit` (steps done, step budget).
 
         Returns:
             ``self``.
@@ -142,7 +142,7 @@ class DensityEstimator:
             DataError: Non-finite or non-binary data (for a binary family), or too few rows.
             ConfigError: Unknown family or settings.
         """
-        from audioar.train import fit
+        from audioar.pipeline.train import fit
 
         name, cls = self._family()
         config = self._config(cls)

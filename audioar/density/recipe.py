@@ -1,5 +1,5 @@
 """Density recipes: ``[model]`` (``name`` + the family's Config fields), ``[train]``
-(:class:`~audioar.config.TrainConfig` fields) and an optional ``[estimator]``
+(:class:`~audioar.config.recipes.TrainConfig` fields) and an optional ``[estimator]``
 (``standardize``, ``validation_fraction``), read with ``tomllib``, plus dotted overrides
 (``train.lr=1e-4``, ``model.hidden_features=[100,100]``).
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audioar.config import TrainConfig
+from audioar.config.recipes import TrainConfig
 from audioar.errors import ConfigError
 
 __all__ = [
@@ -65,7 +65,7 @@ class DensityRecipe:
     Attributes:
         model: Family name (``"maf"``, ``"made"``, ``"nade"``, ``"fvsbn"``, ...).
         model_config: An instance of that family's ``Config``.
-        train: How :func:`audioar.train.fit` trains.
+        train: How :func:`audioar.pipeline.train.fit` trains.
         standardize: Fit on z-scored columns (log-likelihoods stay in raw units).
         validation_fraction: Last share of the training rows held out for early stopping
             when the table has no validation split.

@@ -96,7 +96,7 @@ class AugmentedSequences(Dataset):
 
     Args:
         base: Dataset of ``(frames (time, bins) or image (1, bins, width), label, length)``
-            items (e.g. :class:`audioar.batches.ClipSet`).
+            items (e.g. :class:`audioar.pipeline.batches.ClipSet`).
         warp: Largest relative frequency warp, in ``[0, 1)``. Default 0.1.
         stretch: Largest relative tempo change, in ``[0, 1)``. Default 0.1.
         cmvn: The frames' per-clip normalisation (``none`` | ``mean`` | ``meanvar``),

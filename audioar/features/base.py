@@ -152,7 +152,7 @@ class Featurizer(nn.Module, abc.ABC):
     uses_lengths: ClassVar[bool] = False
     dtype: ClassVar[torch.dtype] = torch.float32  # dtype of the features
     optional_settings: ClassVar[tuple[str, ...]] = ()  # left out of to_config while None
-    # TorchScript (audioar.export) compiles forward (and what it calls), not these
+    # TorchScript (audioar.deploy.export) compiles forward (and what it calls), not these
     # Python-side descriptions.
     __jit_unused_properties__: ClassVar[list[str]] = [
         "sample_rate",

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audioar.data.io import iter_windows, load_audio, stream_audio
 from audioar.errors import AudioError, ConfigError, FeatureError
 from audioar.features.base import Featurizer
 from audioar.features.cache import FeatureCache, file_key
 from audioar.features.windows import Windowed
-from audioar.io import iter_windows, load_audio, stream_audio
 from audioar.paths import cache_root
 
 __all__ = [
@@ -176,8 +176,8 @@ def featurize_windows(
 ) -> Tensor:
     """Features of one file's windows, streamed: memory flat in the recording's length.
 
-    The file is read with :func:`audioar.io.stream_audio` at ``windowed.sample_rate`` and cut
-    by :func:`audioar.io.iter_windows` into ``(k, window)`` blocks of consecutive windows;
+    The file is read with :func:`audioar.data.io.stream_audio` at ``windowed.sample_rate`` and cut
+    by :func:`audioar.data.io.iter_windows` into ``(k, window)`` blocks of consecutive windows;
     each block goes through ``windowed.inner`` (with the windows' real lengths when it uses
     them). Only one block of windows (and one block of samples) is in memory at a time,
     besides the features. The result equals ``windowed(torch.from_numpy(load_audio(path,
@@ -193,7 +193,7 @@ def featurize_windows(
         recording of ``n`` samples at ``windowed.sample_rate``.
 
     Raises:
-        AudioError: The file cannot be read (see :func:`audioar.io.stream_audio`).
+        AudioError: The file cannot be read (see :func:`audioar.data.io.stream_audio`).
         ConfigError: ``windows_per_block`` is not a positive integer.
     """
     window, hop = windowed.window_samples, windowed.hop_samples

@@ -51,7 +51,8 @@ class Perturbed(Dataset):
     """Items ``(x, label, length)`` of ``base`` with ``x`` perturbed afresh at every access.
 
     Args:
-        base: Dataset of ``(x, label, length)`` items (e.g. :class:`audioar.batches.ClipSet`).
+        base: Dataset of ``(x, label, length)`` items (e.g.
+            :class:`audioar.pipeline.batches.ClipSet`).
         rate: Share of values replaced.
         mean: Training mean per feature (shaped as the model's standardisation).
         std: Training standard deviation per feature.

@@ -172,7 +172,7 @@ class SegmentSpectrum(Featurizer):
         self.register_buffer("mel_fbanks", fbanks, persistent=False)
         # (n_mels, n_mfcc), or None: log-mel bands
         self.register_buffer("dct", mfcc_matrix(n_mfcc, n_mels), persistent=False)
-        # The settings forward reads, as plain attributes: TorchScript (audioar.export)
+        # The settings forward reads, as plain attributes: TorchScript (audioar.deploy.export)
         # compiles forward and cannot read the config dataclass.
         c = self.config
         self._n_fft, self._hop_length, self._segments = c.n_fft, c.hop_length, c.segments

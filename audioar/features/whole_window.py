@@ -130,7 +130,7 @@ class WholeWindowFFT(Featurizer):
         )
         super().__init__(config)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
-        # The settings forward reads, as plain attributes: TorchScript (audioar.export)
+        # The settings forward reads, as plain attributes: TorchScript (audioar.deploy.export)
         # compiles forward and cannot read the config dataclass.
         self._n_fft, self._hop_length, self._blog = config.n_fft, config.hop_length, mode == "blog"
         self._num_samples = self.num_samples

@@ -2,13 +2,13 @@
 
 :class:`Windowed` wraps any featurizer that gives a fixed shape for one window and cuts the
 waveform into windows of ``window_seconds`` every ``hop_seconds``; a clip's features are
-``(windows, *inner_shape)``. The windowing rule (see :func:`audioar.io.window_count`): a clip
+``(windows, *inner_shape)``. The windowing rule (see :func:`audioar.data.io.window_count`): a clip
 of ``n`` samples has ``1 if n <= window else 1 + (n - window) // hop`` windows starting at
 ``i * hop``; the tail shorter than a hop is dropped, and a clip shorter than the window is one
 window of the clip itself (zero-padded, its real length given to the inner featurizer).
 
 In memory (``forward``) the windows are an ``unfold`` of the padded batch; for files,
-:func:`audioar.features.extract` streams them (:func:`audioar.io.iter_windows`), so memory
+:func:`audioar.features.extract` streams them (:func:`audioar.data.io.iter_windows`), so memory
 stays flat in the recording's length.
 """
 
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from audioar.data.io import window_count
 from audioar.errors import ConfigError
 from audioar.features.base import Featurizer, seconds_to_samples
-from audioar.io import window_count
 
 __all__ = ["WINDOW_KEYS", "WindowsConfig", "Windowed"]
 

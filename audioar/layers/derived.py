@@ -10,7 +10,7 @@ and makes it again when one of the tensors it came from changed:
   ``torch.no_grad()``): checked with ``versions=True``, through the tensor's version
   counter, which every in-place operation bumps. PyTorch's fused optimisers
   (``Adam(fused=True)``, torch 2.11) write parameters without bumping it;
-  :func:`audioar.train.optimizer_step` bumps it after such a step.
+  :func:`audioar.pipeline.train.optimizer_step` bumps it after such a step.
 
 Values that are views of their tensors (the block views) see in-place writes as they
 happen and need only the storage check. A value that others take views of (a dense weight

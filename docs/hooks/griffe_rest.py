@@ -3,7 +3,8 @@
 The docstrings are Google style with a few reST constructs that Python's ``help()`` shows
 fine but Markdown does not know. Before mkdocstrings renders them, this extension turns
 
-* roles (``:class:`~audioar.run.TrainedModel```, ``:func:`split```, ``:data:`FAMILIES```)
+* roles (``:class:`~audioar.pipeline.trained.TrainedModel```, ``:func:`split```,
+  ``:data:`FAMILIES```)
   into links to the object when the reference documents it, and into inline code otherwise;
 * reST line blocks (``| Masked Autoregressive Flow ...`` under ``References:``) into a list;
 * a literal-block marker (``text::`` before an indented block) into ``text:``;
