@@ -291,10 +291,9 @@ def default_dataset(*, engine: str = "auto") -> Path:
     target = cache_root() / default_dataset_name(name)
     if _is_synth_folder(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(target, "tmp")
-    try:
-        _generate(
+    _write_once(
+        target,
+        lambda tmp: _generate(
             tmp,
             seed=0,
             engine=name,
@@ -302,7 +301,19 @@ def default_dataset(*, engine: str = "auto") -> Path:
             takes=DEFAULT_TAKES,
             words=DEFAULT_WORDS,
             sample_rate=SAMPLE_RATE,
-        )
+        ),
+    )
+    logger.info("default data set ready at %s", target)
+    return target
+
+
+def _write_once(target: Path, generate: Callable[[Path], None]) -> None:
+    """Generate a cached data set into a temporary sibling and rename it into place; a
+    concurrent process that got there first wins, a stale incomplete folder is replaced."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(target, "tmp")
+    try:
+        generate(tmp)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first
         except OSError:
@@ -310,5 +321,3 @@ def default_dataset(*, engine: str = "auto") -> Path:
                 replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("default data set ready at %s", target)
-    return target

@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -47,8 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioar.atomic import replace_dir, temp_sibling
-from audioar.data.synth.dataset import MARKER_FILE, _write_wav, _write_whole
+from audioar.data.synth.dataset import MARKER_FILE, _write_once, _write_wav, _write_whole
 from audioar.data.synth.dsp import _bandpass, _signal
 from audioar.errors import ConfigError, DataError
 from audioar.paths import cache_root
@@ -646,10 +644,9 @@ def default_machine_dataset(*, machine: str = "fan") -> Path:
     target = cache_root() / default_machine_dataset_name(machine)
     if (target / MARKER_FILE).is_file():
         return target / machine
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(target, "tmp")
-    try:
-        _generate(
+    _write_once(
+        target,
+        lambda tmp: _generate(
             tmp,
             seed=0,
             machine=machine,
@@ -657,13 +654,7 @@ def default_machine_dataset(*, machine: str = "fan") -> Path:
             counts=_DEFAULT_COUNTS,
             seconds=_DEFAULT_SECONDS,
             sample_rate=_DEFAULT_RATE,
-        )
-        try:
-            os.rename(tmp, target)  # atomic; fails if another process got there first
-        except OSError:
-            if not (target / MARKER_FILE).is_file():  # a stale, incomplete folder
-                replace_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        ),
+    )
     logger.info("default machine data set ready at %s", target)
     return target / machine
