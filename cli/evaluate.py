@@ -207,6 +207,14 @@ def evaluate_command(
             dcase_year=dcase_year,
         )
     m = evaluation.metrics
+    if "auc" not in m:  # a DCASE evaluation set: scored, not evaluated
+        official = sum(key.startswith("official:") for key in evaluation.files)
+        console.print(
+            f"{m.get('unlabeled', 0)} test clip(s) without a label (an evaluation set): scored, "
+            f"not evaluated; wrote [bold]{out_dir}[/] (scores.csv, metrics.json, {official} "
+            "DCASE result files)"
+        )
+        return
     console.print(per_class_table(m, target))
     beating = m.get("classes_beating_target") or []
     ci = m.get("ci")

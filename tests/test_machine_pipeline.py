@@ -448,3 +448,27 @@ def test_scoring_a_ten_minute_recording_takes_the_memory_of_a_short_clip(fitted,
     # waveform (37 MiB as float32), its overlapping windows (73 MiB) and about ten times a
     # streamed block's spectra (~100 MiB per 256 windows): far above this bound.
     assert long_mb <= 1.5 * short_mb
+
+
+def test_an_evaluation_set_is_scored_and_its_official_files_written(fitted, fan, tmp_path):
+    """DCASE evaluation sets name no label (``id_00_00000000.wav``): evaluate scores them
+    and writes the challenge's files instead of refusing."""
+    import shutil
+
+    trained, run_dir = fitted
+    eval_set = tmp_path / "fan"
+    shutil.copytree(fan / "train", eval_set / "train")
+    (eval_set / "test").mkdir()
+    tested = sorted((fan / "test").glob("*.wav"))
+    for i, path in enumerate(tested):  # the development test clips, their labels removed
+        group = path.name.split("_id_")[1][:2]
+        shutil.copy(path, eval_set / "test" / f"id_{group}_{i:08d}.wav")
+    out = tmp_path / "eval"
+    result = invoke("evaluate", "--model", run_dir, "--data", eval_set, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "scored, not evaluated" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["unlabeled"] == len(tested) and "auc" not in metrics
+    rows = sum(len((out / f"anomaly_score_fan_{g}.csv").read_text().splitlines()) for g in IDS)
+    assert rows == len(tested)
+    assert not (out / "roc.png").exists()

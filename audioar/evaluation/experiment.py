@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from audioar.data.clips import DCASE_LAYOUTS, UNLABELED
-from audioar.data.discovery import Clip, Split, loso_folds, split
+from audioar.data.discovery import Clip, Dataset, Split, loso_folds, split
 from audioar.errors import DataError
 from audioar.evaluation.bootstrap import (
     CI_LEVEL,
@@ -36,7 +36,7 @@ from audioar.evaluation.bootstrap import (
     bootstrap_intervals,
     fold_mean_intervals,
 )
-from audioar.evaluation.files import EVALUATION_FILES, write_evaluation
+from audioar.evaluation.files import EVALUATION_FILES, write_evaluation, write_scored
 from audioar.evaluation.metrics import evaluate_scores, summarize_folds, summarize_scores
 from audioar.evaluation.sections import section_metrics, write_official_files
 from audioar.pipeline.featurize import featurize
@@ -46,7 +46,14 @@ from audioar.pipeline.traces import ONE_STEP_NOTE, pick_examples, trace_arrays, 
 from audioar.pipeline.trained import TrainedModel
 from audioar.pipeline.windows import is_windowed
 
-__all__ = ["Evaluation", "evaluate_clips", "add_intervals", "score_test_part", "evaluate_run"]
+__all__ = [
+    "Evaluation",
+    "clip_table",
+    "evaluate_clips",
+    "add_intervals",
+    "score_test_part",
+    "evaluate_run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +72,32 @@ class Evaluation:
     skipped: dict[str, str]
 
 
+def clip_table(
+    trained: TrainedModel, scores: ClipScores | WindowedScores, clips: Sequence[Clip]
+) -> pd.DataFrame:
+    """The per-clip table of scored clips: ``path, label, speaker`` (and ``group``,
+    ``domain`` where clips carry them), every score, ``nats_per_dim``, ``anomaly_score``
+    (minus the chosen score), ``p_value``, ``is_anomaly`` and, for a conditional model,
+    ``ll_<class>``."""
+    table = pd.DataFrame(
+        {
+            "path": [str(c.path) for c in clips],
+            "label": [c.label for c in clips],
+            "speaker": [c.speaker for c in clips],
+        }
+    )
+    for name in ("group", "domain"):
+        if any(getattr(c, name) is not None for c in clips):
+            table[name] = [getattr(c, name) for c in clips]
+    for column, values in scores.columns().items():
+        table[column] = values
+    anomaly = -scores.score(SCORE_COLUMN[trained.score])
+    table["anomaly_score"] = anomaly
+    table["p_value"] = trained.calibration.p_values(anomaly)
+    table["is_anomaly"] = trained.calibration.is_anomaly(anomaly)
+    return table
+
+
 def evaluate_clips(
     trained: TrainedModel, scores: ClipScores | WindowedScores, clips: Sequence[Clip]
 ) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -77,10 +110,7 @@ def evaluate_clips(
     the metrics (``metrics["unlabeled"]`` counts them).
 
     Returns:
-        ``(metrics, table)``; the table has ``path, label, speaker`` (and ``group``,
-        ``domain`` where clips carry them), every score, ``nats_per_dim``, ``anomaly_score``
-        (minus the chosen score), ``p_value``, ``is_anomaly`` and, for a conditional model,
-        ``ll_<class>``.
+        ``(metrics, table)``, the table as :func:`clip_table` makes it.
 
     Raises:
         DataError: No clip has a label.
@@ -116,22 +146,7 @@ def evaluate_clips(
                 else evaluate_scores(scores.score(column)[labelled], known, target)
             )
             metrics["scores"][column] = {key: m[key] for key in _HEADLINE}
-    table = pd.DataFrame(
-        {
-            "path": [str(c.path) for c in clips],
-            "label": labels,
-            "speaker": [c.speaker for c in clips],
-        }
-    )
-    for name in ("group", "domain"):
-        if any(getattr(c, name) is not None for c in clips):
-            table[name] = [getattr(c, name) for c in clips]
-    for column, values in scores.columns().items():
-        table[column] = values
-    anomaly = -scores.score(chosen)
-    table["anomaly_score"] = anomaly
-    table["p_value"] = trained.calibration.p_values(anomaly)
-    table["is_anomaly"] = trained.calibration.is_anomaly(anomaly)
+    table = clip_table(trained, scores, clips)
     return metrics, table
 
 
@@ -321,6 +336,9 @@ def evaluate_run(
         parts = split(
             dataset, scheme, validation_fraction=cfg.data.validation_fraction, seed=cfg.data.seed
         )
+        if dataset.layout in DCASE_LAYOUTS and all(c.label == UNLABELED for c in parts.test):
+            year = dcase_year or DCASE_DEFAULT_YEAR[dataset.layout]
+            return _score_evaluation_set(trained, dataset, parts, out_dir, year, use_cache)
         metrics, table, skipped = score_test_part(
             trained, parts, use_cache=use_cache, resamples=resamples, level=level
         )
@@ -396,6 +414,39 @@ def evaluate_run(
         summary_metrics["traces"] = {"skipped": ONE_STEP_NOTE}
     files = write_evaluation(out_dir, summary_metrics, table, traces=arrays)
     return Evaluation(summary_metrics, table, files, skipped)
+
+
+def _score_evaluation_set(
+    trained: TrainedModel,
+    dataset: Dataset,
+    parts: Split,
+    out_dir: str | Path,
+    year: int,
+    use_cache: bool,
+) -> Evaluation:
+    """A DCASE evaluation set (test clips without labels): scored, not evaluated. Writes
+    ``scores.csv``, the challenge's files (what a submission holds) and a ``metrics.json``
+    that says so."""
+    if not parts.test:
+        raise DataError(f"split {parts.name!r} has no test clips")
+    features, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
+    if not kept:
+        raise DataError(f"none of the {len(parts.test)} test clips could be read")
+    scores = score_features(trained, features, [c.group for c in kept])
+    table = clip_table(trained, scores, kept)
+    metrics: dict[str, Any] = {
+        "target": trained.config.data.target,
+        "score": SCORE_COLUMN[trained.score],
+        "split": parts.name,
+        "unlabeled": len(kept),
+        "threshold": trained.calibration.threshold,
+        "note": "the test clips carry no label (an evaluation set): scored, not evaluated",
+    }
+    machine = dataset.machine or Path(dataset.root).name
+    written = write_official_files(out_dir, table, machine=machine, year=year, decisions=True)
+    files = write_scored(out_dir, metrics, table)
+    files.update({f"official:{p.name}": p for p in written})
+    return Evaluation(metrics, table, files, skipped)
 
 
 def _loso_intervals(

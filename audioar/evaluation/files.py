@@ -18,7 +18,7 @@ import pandas as pd
 from audioar.atomic import atomic_write
 from audioar.errors import DataError
 
-__all__ = ["EVALUATION_FILES", "scores_frame", "write_evaluation"]
+__all__ = ["EVALUATION_FILES", "scores_frame", "write_evaluation", "write_scored"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,3 +202,24 @@ def write_evaluation(
     atomic_write(paths["metrics"], text)
     logger.info("wrote evaluation to %s", out)
     return paths
+
+
+def write_scored(
+    out_dir: str | os.PathLike, metrics: Mapping[str, Any], scores: pd.DataFrame
+) -> dict[str, Path]:
+    """Write the folder of clips that were scored but cannot be evaluated (no labels, e.g.
+    a DCASE evaluation set): ``scores.csv``, then ``metrics.json`` (which says so); the
+    figures and per-class table of an earlier evaluation there are removed.
+
+    Returns:
+        ``{"scores": path, "metrics": path}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / name for key, name in EVALUATION_FILES.items()}
+    atomic_write(paths["scores"], scores.to_csv(index=False))
+    for key in ("per_class", "roc", "per_class_loglik", "score_hist", "traces"):
+        paths.pop(key).unlink(missing_ok=True)  # never show another evaluation's results
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n"
+    atomic_write(paths["metrics"], text)
+    return {"scores": paths["scores"], "metrics": paths["metrics"]}
