@@ -199,6 +199,19 @@ def add_intervals(
             row["ci"] = metrics["ci"] if column == metrics["score"] else interval(column)
 
 
+def _score_test_clips(
+    trained: TrainedModel, parts: Split, use_cache: bool
+) -> tuple[ClipScores | WindowedScores, list[Clip], dict[str, str]]:
+    """Scores of the readable test clips of ``parts`` (each against its own group where the
+    run is conditioned on groups), the clips, and ``{path: reason}`` of those skipped."""
+    if not parts.test:
+        raise DataError(f"split {parts.name!r} has no test clips")
+    features, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
+    if not kept:
+        raise DataError(f"none of the {len(parts.test)} test clips could be read")
+    return score_features(trained, features, [c.group for c in kept]), kept, skipped
+
+
 def score_test_part(
     trained: TrainedModel,
     parts: Split,
@@ -223,12 +236,7 @@ def score_test_part(
     Returns:
         ``(metrics, per-clip scores table, {path: reason} for skipped clips)``.
     """
-    if not parts.test:
-        raise DataError(f"split {parts.name!r} has no test clips")
-    features, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
-    if not kept:
-        raise DataError(f"none of the {len(parts.test)} test clips could be read")
-    scores = score_features(trained, features, [c.group for c in kept])
+    scores, kept, skipped = _score_test_clips(trained, parts, use_cache)
     metrics, table = evaluate_clips(trained, scores, kept)
     metrics["split"] = parts.name
     add_intervals(
@@ -427,12 +435,7 @@ def _score_evaluation_set(
     """A DCASE evaluation set (test clips without labels): scored, not evaluated. Writes
     ``scores.csv``, the challenge's files (what a submission holds) and a ``metrics.json``
     that says so."""
-    if not parts.test:
-        raise DataError(f"split {parts.name!r} has no test clips")
-    features, kept, skipped = featurize(trained.featurizer, parts.test, use_cache=use_cache)
-    if not kept:
-        raise DataError(f"none of the {len(parts.test)} test clips could be read")
-    scores = score_features(trained, features, [c.group for c in kept])
+    scores, kept, skipped = _score_test_clips(trained, parts, use_cache)
     table = clip_table(trained, scores, kept)
     metrics: dict[str, Any] = {
         "target": trained.config.data.target,
