@@ -199,7 +199,8 @@ def _score_batches(
         if traces is not None and rows:
             folder, writer = traces
             step = "" if seconds is None else f"{seconds:.9g}"
-            for row, trace in zip(rows, clip_traces(trained, good, groups=groups), strict=True):
+            traced = clip_traces(trained, good, groups=groups, scores=scores)
+            for row, trace in zip(rows, traced, strict=True):
                 if row in bad:
                     continue
                 name = write_trace_csv(folder, chunk[row], trace, seconds).name

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from audioar.data.discovery import Clip
     from audioar.features import Featurizer
     from audioar.models.contract import InputSpec
+    from audioar.pipeline.scoring import ClipScores, WindowedScores
     from audioar.pipeline.trained import TrainedModel
 
 __all__ = [
@@ -80,6 +81,7 @@ def clip_traces(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     groups: Sequence[str | None] | None = None,
+    scores: ClipScores | WindowedScores | None = None,
 ) -> list[np.ndarray]:
     """Per-step log-likelihoods of clips: ``log p(x_t | x_<t)`` under the target.
 
@@ -100,6 +102,10 @@ def clip_traces(
         batch_size: Clips per pass. Default None: as scoring
             (:func:`audioar.pipeline.scoring.score_batch_size`).
         device: Where to compute. Default None: the model's device.
+        groups: Each clip's group, for a run conditioned on groups. Default None.
+        scores: These clips' scores when already computed (``score_features``; a windowed
+            run's trace is its windows' scores, a group-conditioned run's class is the one
+            each clip is scored against); default None: computed here when needed.
 
     Returns:
         One float64 array per clip, in input order: ``(steps,)`` with ``steps`` the
@@ -116,12 +122,13 @@ def clip_traces(
     if not features:
         return []
     model = trained.model
-    if is_windowed(trained.featurizer):
+    if (is_windowed(trained.featurizer) or trained.by_group) and scores is None:
         scores = score_features(trained, features, groups)
+    if is_windowed(trained.featurizer):
         return scores.window_values("raw")  # type: ignore[union-attr]
     items, lengths = arrange(features, trained.spec)
     if trained.by_group:  # each clip under the class it is scored against
-        labels = score_features(trained, features, groups).scored_against.tolist()  # type: ignore[union-attr]
+        labels = scores.scored_against.tolist()  # type: ignore[union-attr]
     else:
         label = trained.classes.index(trained.config.data.target) if model.conditional else 0
         labels = [label] * len(items)
