@@ -11,7 +11,7 @@ import torch
 from audioar.errors import AudioError, ConfigError, FeatureError
 from audioar.features import STFT, FeatureCache, MuLaw, WholeWindowFFT, extract
 from audioar.features.cache import file_key
-from audioar.features.extract import default_cache_dir
+from audioar.features.extract import default_cache_dir, iter_extract
 from audioar.paths import cache_root
 
 SR = 8000
@@ -88,6 +88,44 @@ def test_decode_threads_and_batches_give_the_same_features(tmp_path, clips):
     a = extract(fft, clips, use_cache=False, num_workers=0, batch_size=256)
     b = extract(fft, clips, use_cache=False, num_workers=3, batch_size=2)
     assert torch.equal(a.features, b.features)
+
+
+def test_iter_extract_gives_extract_a_batch_at_a_time(tmp_path, clips):
+    """Batches in order with their own errors and counts, the same features as extract; the
+    cache gets a shard once the new features pass cache_write_bytes, and the rest when the
+    caller stops early."""
+    fft = WholeWindowFFT()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    paths = [*clips[:3], broken, *clips[3:]]
+    whole = extract(fft, paths, use_cache=False, on_error="skip")
+    root = tmp_path / "cache"
+    extract(fft, clips[:2], cache_dir=root)  # two hits below
+    parts = list(
+        iter_extract(
+            fft,
+            paths,
+            cache_dir=root,
+            batch_size=3,
+            on_error="skip",
+            num_workers=1,
+            cache_write_bytes=1,  # a shard after every batch that computed something
+        )
+    )
+    assert [len(p.paths) + len(p.errors) for p in parts] == [3, 3, 1]
+    assert [p.cache_hits for p in parts] == [2, 0, 0]
+    assert [p.computed for p in parts] == [1, 2, 1]
+    assert list(parts[1].errors) == [broken] and not parts[0].errors and not parts[2].errors
+    assert [p.positions for p in parts] == [[0, 1, 2], [1, 2], [0]]
+    assert whole.positions == [0, 1, 2, 4, 5, 6]
+    assert torch.equal(torch.cat([p.features for p in parts]), whole.features)
+    assert len(FeatureCache(root, fft.to_config()).shards()) == 1 + 3
+    fresh = tmp_path / "fresh"
+    batches = iter_extract(fft, clips, cache_dir=fresh, batch_size=2, num_workers=1)
+    next(batches)
+    batches.close()  # stopped early: what was computed is kept
+    again = extract(fft, clips, cache_dir=fresh)
+    assert (again.cache_hits, again.computed) == (2, len(clips) - 2)
 
 
 def test_changed_file_is_recomputed(tmp_path, clips):

@@ -303,3 +303,25 @@ def test_scoring_does_not_import_scipy_special():
     code = "import sys, audioar.pipeline.scoring; print('scipy.special' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_prefetching_the_next_batch_gives_the_same_tables(tiny_run, tones, tmp_path):
+    """The fast path (next batch featurized in a background thread) against the reference
+    (one batch after the other): equal tables, a bad file in a later batch reported in its
+    row, and a consumer that stops early stops the job."""
+    clips = sorted(tones.glob("*.wav"))[::5]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    paths = [*clips[:4], broken, *clips[4:]]
+    plain = list(score_files(tiny_run, paths, batch_size=3, use_cache=False, prefetch=False))
+    fast = list(score_files(tiny_run, paths, batch_size=3, use_cache=False, prefetch=True))
+    assert len(fast) == len(plain) == -(-len(paths) // 3) >= 3
+    for a, b in zip(plain, fast, strict=True):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    table = pd.concat(fast, ignore_index=True)
+    assert table.loc[4, "path"] == str(broken) and "not a readable" in table.loc[4, "error"]
+    assert (table.drop(index=4)["error"] == "").all()
+    tables = score_files(tiny_run, paths, batch_size=2, use_cache=False)
+    first = next(tables)
+    tables.close()  # stops the decoding a batch ahead
+    assert list(first["path"]) == [str(p) for p in paths[:2]]

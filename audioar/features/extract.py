@@ -7,7 +7,7 @@ recording never sits in memory whole.
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,12 @@ __all__ = [
     "ExtractResult",
     "default_cache_dir",
     "extract",
+    "iter_extract",
     "featurize_waveforms",
     "featurize_windows",
     "length_blocks",
     "BLOCK_SAMPLES",
+    "CACHE_WRITE_BYTES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class ExtractResult:
         errors: ``{path: one-line reason}`` for the clips skipped (``on_error="skip"``).
         cache_hits: Clips read from the cache.
         computed: Clips featurized in this call.
+        positions: For each of ``paths``, its index in the input paths (of the batch, for
+            :func:`iter_extract`): which rows a skipped clip left out.
     """
 
     paths: list[Path]
@@ -65,6 +69,7 @@ class ExtractResult:
     errors: dict[Path, str] = field(default_factory=dict)
     cache_hits: int = 0
     computed: int = 0
+    positions: list[int] = field(default_factory=list)
 
 
 def default_cache_dir() -> Path:
@@ -225,6 +230,14 @@ def _load(path: Path, sample_rate: int) -> np.ndarray | AudioError:
     return waveform
 
 
+#: New features :func:`iter_extract` holds before writing them to the cache as one shard
+#: (and whatever is left at its end): a long job writes few shards, and memory stays bounded.
+CACHE_WRITE_BYTES = 64 << 20
+#: Batches :func:`extract` and :func:`iter_extract` decode ahead of the one being featurized
+#: (with ``num_workers``): the decoders keep busy while the featurizer or the caller works.
+DECODE_AHEAD = 2
+
+
 def extract(
     featurizer: Featurizer,
     paths: Sequence[str | os.PathLike[str]],
@@ -241,6 +254,7 @@ def extract(
     resampled to the featurizer's rate), featurized in batches, and the new features are
     written to the cache (one shard per call, see :mod:`audioar.features.cache`). Clips whose
     file and featurizer config are unchanged since they were cached are read back instead.
+    :func:`iter_extract` does the same a batch at a time.
 
     Args:
         featurizer: The featurizer; it runs on the device of its buffers (CPU by default).
@@ -255,10 +269,12 @@ def extract(
         on_error: ``"raise"`` (default): the first bad clip raises. ``"skip"``: bad clips
             (unreadable audio, or non-finite features) are left out and listed in
             ``errors``.
-        num_workers: Background threads decoding audio one batch ahead of the featurizer
-            (libsndfile releases the GIL). Default 0: decode in the calling thread; on the
-            shared 2-core test machine 1, 2 or 4 threads gave no measurable gain
-            (``benchmarks/featurize.py``), they may on a machine with idle cores. Not used
+        num_workers: Background threads decoding audio :data:`DECODE_AHEAD` batches ahead
+            of the featurizer (libsndfile releases the GIL). Default 0: decode in the
+            calling thread; on the shared 2-core test machine 1, 2 or 4 threads gave no
+            measurable gain to extraction alone (``benchmarks/featurize.py``), they may on
+            a machine with idle cores; a caller with work of its own per batch gains (see
+            :func:`iter_extract`). Not used
             with a ``Windowed`` featurizer (files are streamed in the calling thread).
 
     Returns:
@@ -274,6 +290,74 @@ def extract(
         >>> result.features.shape  # doctest: +SKIP
         torch.Size([3000, 257])
     """
+    parts = list(
+        iter_extract(
+            featurizer,
+            paths,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            batch_size=batch_size,
+            on_error=on_error,
+            num_workers=num_workers,
+            cache_write_bytes=None,
+        )
+    )
+    if len(parts) == 1:
+        return parts[0]
+    if featurizer.fixed_size:
+        tensors = [part.features for part in parts]
+        features: Tensor | list[Tensor] = (
+            torch.cat(tensors)  # type: ignore[arg-type]
+            if tensors
+            else torch.zeros((0, *featurizer.feature_shape), dtype=featurizer.dtype)
+        )
+    else:
+        features = [clip for part in parts for clip in part.features]
+    return ExtractResult(
+        paths=[p for part in parts for p in part.paths],
+        features=features,
+        errors={k: v for part in parts for k, v in part.errors.items()},
+        cache_hits=sum(part.cache_hits for part in parts),
+        computed=sum(part.computed for part in parts),
+        positions=[k * batch_size + i for k, part in enumerate(parts) for i in part.positions],
+    )
+
+
+def iter_extract(
+    featurizer: Featurizer,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    batch_size: int = 256,
+    on_error: str = "raise",
+    num_workers: int = 0,
+    cache_write_bytes: int | None = CACHE_WRITE_BYTES,
+) -> Iterator[ExtractResult]:
+    """:func:`extract` a batch at a time: one :class:`ExtractResult` per ``batch_size``
+    paths, in order (its ``paths``: the batch's clips that have features).
+
+    The cache is looked up once for every path. With ``num_workers`` the next batch is
+    decoded in the background while this one is featurized *and* while the caller works on
+    it (say, scores it with a model): decoding holds one core (libsndfile, and the Python
+    around it), the featurizer's and the model's products the other, so a scorer costs
+    little more than reading (:func:`audioar.pipeline.score_files.score_files`). Memory
+    holds :data:`DECODE_AHEAD` + 1 batches of audio and, until written to the cache, at
+    most ``cache_write_bytes`` of new features.
+
+    Args:
+        featurizer, paths, cache_dir, use_cache, batch_size, on_error, num_workers: As
+            :func:`extract`.
+        cache_write_bytes: Write the new features to the cache as a shard once they take
+            this many bytes (and the rest at the end, also when the caller stops early).
+            Default :data:`CACHE_WRITE_BYTES`; None: one shard at the end.
+
+    Yields:
+        :class:`ExtractResult` per batch; ``features`` as :func:`extract` gives them.
+
+    Raises:
+        As :func:`extract`.
+    """
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if batch_size < 1 or num_workers < 0:
@@ -282,7 +366,6 @@ def extract(
         )
     paths = [Path(p) for p in paths]
     features: list[Tensor | np.ndarray | None] = [None] * len(paths)
-    errors: dict[Path, str] = {}
     identities = [file_key(p) if use_cache else None for p in paths]
     cache = None
     if use_cache:
@@ -293,10 +376,9 @@ def extract(
         for i, ident in enumerate(identities):
             if ident is not None and ident[0] in hits:
                 features[i] = hits[ident[0]]
-    todo = [i for i, f in enumerate(features) if f is None]
-    cache_hits = len(paths) - len(todo)
-
-    computed = 0
+    cached = [f is not None for f in features]
+    totals = {"hits": sum(cached), "computed": 0, "skipped": 0}
+    errors: dict[Path, str] = {}
     new_keys: list[str] = []
     new_paths: list[str] = []
     new_arrays: list[np.ndarray] = []
@@ -305,80 +387,105 @@ def extract(
         if on_error == "raise":
             raise error
         errors[paths[i]] = str(error)
+        totals["skipped"] += 1
         logger.warning("skipping %s", error)
 
     def keep(i: int, clip: Tensor) -> None:
-        nonlocal computed
         array = clip.numpy()
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             fail(i, FeatureError(f"{paths[i]}: features are not finite (NaN or inf)"))
             return
         features[i] = array
-        computed += 1
+        totals["computed"] += 1
         if cache is not None and identities[i] is not None:
             new_keys.append(identities[i][0])
             new_paths.append(identities[i][1])
             new_arrays.append(array)
 
-    if isinstance(featurizer, Windowed):
-        try:
-            for i in todo:
-                try:
-                    clip = featurize_windows(
-                        featurizer, paths[i], windows_per_block=min(batch_size, WINDOWS_PER_BLOCK)
-                    )
-                except AudioError as error:
-                    fail(i, error)
-                    continue
-                keep(i, clip)
-        finally:
-            if cache is not None and new_keys:
-                cache.put(new_keys, new_paths, new_arrays)
-        logger.info(
-            "features: %d from cache, %d computed (streamed), %d skipped",
-            cache_hits,
-            computed,
-            len(errors),
-        )
-        return _assemble(featurizer, paths, features, errors, cache_hits, computed)
+    def write_cache(at_least: int) -> None:
+        if cache is None or not new_keys or sum(a.nbytes for a in new_arrays) < at_least:
+            return
+        cache.put(new_keys, new_paths, new_arrays)
+        new_keys.clear()
+        new_paths.clear()
+        new_arrays.clear()
 
+    streamed = isinstance(featurizer, Windowed)
     rate = featurizer.sample_rate
-    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-    # Decoding runs in background threads one chunk ahead of the featurizer, so on two cores
-    # libsndfile (which releases the GIL) and torch work at the same time.
-    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 and chunks else None
+    batches = [range(s, min(s + batch_size, len(paths))) for s in range(0, len(paths), batch_size)]
+    todo = [[i for i in batch if not cached[i]] for batch in batches]
+    # Decoding runs in background threads a batch ahead of the featurizer (and of the
+    # caller), so on two cores libsndfile (which releases the GIL) and torch work at once.
+    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 and not streamed else None
 
-    def submit(chunk: list[int]) -> list[Future[np.ndarray | AudioError]]:
+    def decode(batch: list[int]) -> list[Future[list[np.ndarray | AudioError]]]:
         assert pool is not None
-        return [pool.submit(_load, paths[i], rate) for i in chunk]
+        share = -(-len(batch) // num_workers)
+        return [
+            pool.submit(lambda part: [_load(paths[i], rate) for i in part], batch[s : s + share])
+            for s in range(0, len(batch), max(share, 1))
+        ]
 
+    pending: dict[int, list[Future[list[np.ndarray | AudioError]]]] = {}
     try:
-        pending = submit(chunks[0]) if pool is not None else []
-        for number, chunk in enumerate(chunks):
-            if pool is None:
-                loaded = [_load(paths[i], rate) for i in chunk]
+        for number, batch in enumerate(batches):
+            # keep the decoders DECODE_AHEAD batches ahead: they never wait for the caller
+            for ahead in range(number, min(number + DECODE_AHEAD + 1, len(batches))):
+                if pool is not None and ahead not in pending:
+                    pending[ahead] = decode(todo[ahead])
+            errors.clear()
+            counts = (totals["computed"], totals["skipped"])
+            if streamed:
+                for i in todo[number]:
+                    try:
+                        clip = featurize_windows(
+                            featurizer,  # type: ignore[arg-type]
+                            paths[i],
+                            windows_per_block=min(batch_size, WINDOWS_PER_BLOCK),
+                        )
+                    except AudioError as error:
+                        fail(i, error)
+                        continue
+                    keep(i, clip)
             else:
-                loaded = [future.result() for future in pending]
-                if number + 1 < len(chunks):
-                    pending = submit(chunks[number + 1])
-            good = []
-            for i, item in zip(chunk, loaded, strict=True):
-                if isinstance(item, AudioError):
-                    fail(i, item)
+                if pool is None:
+                    loaded = [_load(paths[i], rate) for i in todo[number]]
                 else:
-                    good.append((i, item))
-            clips = featurize_waveforms(featurizer, [w for _, w in good])
-            for (i, _), clip in zip(good, clips, strict=True):
-                keep(i, clip)
+                    loaded = [item for future in pending.pop(number) for item in future.result()]
+                good = []
+                for i, item in zip(todo[number], loaded, strict=True):
+                    if isinstance(item, AudioError):
+                        fail(i, item)
+                    else:
+                        good.append((i, item))
+                clips = featurize_waveforms(featurizer, [w for _, w in good])
+                for (i, _), clip in zip(good, clips, strict=True):
+                    keep(i, clip)
+            if cache_write_bytes is not None:
+                write_cache(cache_write_bytes)
+            hits = sum(cached[i] for i in batch)
+            result = _assemble(
+                featurizer,
+                [paths[i] for i in batch],
+                [features[i] for i in batch],
+                dict(errors),
+                hits,
+                totals["computed"] - counts[0],
+            )
+            for i in batch:
+                features[i] = None  # given away: memory holds the batches in flight only
+            yield result
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        if cache is not None and new_keys:
-            cache.put(new_keys, new_paths, new_arrays)
+        write_cache(0)
     logger.info(
-        "features: %d from cache, %d computed, %d skipped", cache_hits, computed, len(errors)
+        "features: %d from cache, %d computed%s, %d skipped",
+        totals["hits"],
+        totals["computed"],
+        " (streamed)" if streamed else "",
+        totals["skipped"],
     )
-    return _assemble(featurizer, paths, features, errors, cache_hits, computed)
 
 
 def _assemble(
@@ -389,7 +496,8 @@ def _assemble(
     cache_hits: int,
     computed: int,
 ) -> ExtractResult:
-    kept = [(p, f) for p, f in zip(paths, features, strict=True) if f is not None]
+    positions = [k for k, f in enumerate(features) if f is not None]
+    kept = [(paths[k], features[k]) for k in positions]
     arrays = [f.numpy() if isinstance(f, Tensor) else f for _, f in kept]
     if featurizer.fixed_size:
         if arrays:
@@ -405,4 +513,5 @@ def _assemble(
         errors=errors,
         cache_hits=cache_hits,
         computed=computed,
+        positions=positions,
     )

@@ -11,7 +11,7 @@ import csv
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from audioar.atomic import atomic_open
 from audioar.data.io import AUDIO_EXTENSIONS
 from audioar.data.layouts import parse_dcase_name
 from audioar.errors import DataError
-from audioar.features import extract
+from audioar.features.extract import iter_extract
 from audioar.pipeline.scoring import SCORE_COLUMN, score_features
 from audioar.pipeline.traces import clip_traces, step_seconds, write_trace_csv
 from audioar.pipeline.trained import TrainedModel
@@ -89,14 +89,15 @@ def score_files(
     trained: TrainedModel,
     paths: Sequence[Path],
     *,
-    batch_size: int = 2048,
+    batch_size: int = 256,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
     trace_dir: str | Path | None = None,
+    prefetch: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Score ``paths`` in batches; yields one table per batch.
 
-    Memory stays bounded by ``batch_size`` whatever the number of files. A file that cannot
+    Memory stays bounded by two batches whatever the number of files. A file that cannot
     be read or gives non-finite features gets its reason in ``error`` and empty scores (a
     non-finite score: its reason, and empty ``p_value`` and ``is_anomaly``); the
     rest of the batch is scored. The columns are ``SCORE_COLUMNS`` with, after
@@ -110,13 +111,19 @@ def score_files(
     Args:
         trained: The loaded run (:func:`audioar.pipeline.runs.load_trained`).
         paths: Audio files.
-        batch_size: Files per batch. Default 2048.
+        batch_size: Files per batch (one table each). Default 256: small enough that the
+            last batch, scored after every file was read, is a short tail.
         use_cache: Use the on-disk feature cache.
         progress: Called with the number of files finished after each batch.
         trace_dir: Also write each scored clip's per-step trace there (``log p(x_t |
             x_<t)`` under the target, see :func:`audioar.pipeline.traces.clip_traces`; one step for
             a vector model, with an empty ``time_s``) and add the ``trace`` column (the
             file's name, "" for a clip with an error). Default None: no traces.
+        prefetch: Decode the next batch's audio in a background thread while this one is
+            featurized and scored (default: on two cores the model then costs little more
+            than reading, see :func:`audioar.features.extract.iter_extract`). False:
+            everything in the calling thread, one batch after the other. The tables are
+            the same.
     """
     with ExitStack() as stack:
         traces = None
@@ -126,7 +133,7 @@ def score_files(
             )
             traces = (Path(trace_dir), csv.writer(handle, lineterminator="\n"))
             traces[1].writerow(["path", "trace", "steps", "step_seconds", "log_likelihood"])
-        yield from _score_batches(trained, paths, batch_size, use_cache, progress, traces)
+        yield from _score_batches(trained, paths, batch_size, use_cache, progress, traces, prefetch)
 
 
 def _score_batches(
@@ -136,80 +143,86 @@ def _score_batches(
     use_cache: bool,
     progress: Callable[[int], None] | None,
     traces: tuple[Path, Any] | None,
+    prefetch: bool,
 ) -> Iterator[pd.DataFrame]:
     calibration = trained.calibration
     chosen = SCORE_COLUMN[trained.score]
     seconds = step_seconds(trained.featurizer, trained.spec)
-    for start in range(0, len(paths), batch_size):
-        chunk = list(paths[start : start + batch_size])
-        result = extract(trained.featurizer, chunk, use_cache=use_cache, on_error="skip")
-        errors = {str(p): reason for p, reason in result.errors.items()}
-        features = result.features
-        tensors = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
-        # result.paths keep the chunk's order: each is the next row naming that file (a
-        # file named twice is scored twice).
-        positions = iter(range(len(chunk)))
-        rows, good = [], []
-        for p, x in zip(result.paths, tensors, strict=True):
-            row = next(i for i in positions if Path(chunk[i]) == p)
-            if x.dim() > 0 and len(x) == 0:
-                errors[str(p)] = "clip gives no feature steps (too short for the featurizer)"
-                continue
-            rows.append(row)
-            good.append(x)
-        groups = [group_of(chunk[row]) for row in rows] if trained.by_group else None
-        scores = score_features(trained, good, groups)
-        columns = scores.columns()
-        columns["anomaly_score"] = -scores.score(chosen)
-        # One array per column, then the table at once (not a pandas write per column,
-        # error and trace).
-        n, at = len(chunk), np.asarray(rows, dtype=np.int64)
-        tail = [*SCORE_COLUMNS[3:-1], *(["trace"] if traces else []), "error"]
-        names = list(dict.fromkeys([*SCORE_COLUMNS[1:3], *columns, *tail]))
-        data: dict[str, Any] = {"path": [str(p) for p in chunk]}
-        for name in names:
-            if name in ("error", "trace"):
-                data[name] = np.full(n, "", dtype=object)
-            elif name != "is_anomaly":  # a boolean column with missing values, made below
-                data[name] = np.full(n, np.nan)
-        for name, values in columns.items():
-            data[name][at] = values
-        verdict, unknown = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
-        bad: set[int] = set()  # rows whose score is NaN/inf: an error, not a verdict
-        if rows:
-            anomaly = columns["anomaly_score"]
-            data["p_value"][at] = calibration.p_values(anomaly)
-            verdict[at], unknown[at] = calibration.is_anomaly(anomaly), False
-            finite = np.isfinite(np.asarray(anomaly, dtype=float))
-            bad = {row for row, ok in zip(rows, finite, strict=True) if not ok}
-            for row in bad:
-                data["p_value"][row] = np.nan
-                unknown[row] = True
-                errors[str(chunk[row])] = (
-                    "the model gave a non-finite score (NaN/inf): anomaly_score="
-                    f"{data['anomaly_score'][row]}; the run's weights may be damaged"
-                )
-        data["is_anomaly"] = pd.arrays.BooleanArray(verdict, unknown)
-        if errors:
-            at_path: dict[str, list[int]] = {}
-            for row, path in enumerate(chunk):
-                at_path.setdefault(str(Path(path)), []).append(row)
-            for path, reason in errors.items():
-                data["error"][at_path.get(str(Path(path)), [])] = reason
-        if traces is not None and rows:
-            folder, writer = traces
-            step = "" if seconds is None else f"{seconds:.9g}"
-            traced = clip_traces(trained, good, groups=groups, scores=scores)
-            for row, trace in zip(rows, traced, strict=True):
-                if row in bad:
+    chunks = [list(paths[s : s + batch_size]) for s in range(0, len(paths), batch_size)]
+    results = iter_extract(
+        trained.featurizer,
+        paths,
+        use_cache=use_cache,
+        batch_size=batch_size,
+        on_error="skip",
+        num_workers=1 if prefetch else 0,
+    )
+    with closing(results):  # an early stop ends the decoding and writes the cache
+        for chunk, result in zip(chunks, results, strict=True):
+            errors = {str(p): reason for p, reason in result.errors.items()}
+            features = result.features
+            tensors = list(features.unbind(0)) if isinstance(features, Tensor) else list(features)
+            # a file named twice is scored twice: each row is its own clip
+            rows, good = [], []
+            for row, p, x in zip(result.positions, result.paths, tensors, strict=True):
+                if x.dim() > 0 and len(x) == 0:
+                    errors[str(p)] = "clip gives no feature steps (too short for the featurizer)"
                     continue
-                name = write_trace_csv(folder, chunk[row], trace, seconds).name
-                data["trace"][row] = name
-                clip_ll = float(data["log_likelihood"][row])  # windows: their aggregate
-                writer.writerow([str(chunk[row]), name, len(trace), step, f"{clip_ll:.9g}"])
-        if progress is not None:
-            progress(len(chunk))
-        yield pd.DataFrame({name: data[name] for name in ["path", *names]})
+                rows.append(row)
+                good.append(x)
+            groups = [group_of(chunk[row]) for row in rows] if trained.by_group else None
+            scores = score_features(trained, good, groups)
+            columns = scores.columns()
+            columns["anomaly_score"] = -scores.score(chosen)
+            # One array per column, then the table at once (not a pandas write per column,
+            # error and trace).
+            n, at = len(chunk), np.asarray(rows, dtype=np.int64)
+            tail = [*SCORE_COLUMNS[3:-1], *(["trace"] if traces else []), "error"]
+            names = list(dict.fromkeys([*SCORE_COLUMNS[1:3], *columns, *tail]))
+            data: dict[str, Any] = {"path": [str(p) for p in chunk]}
+            for name in names:
+                if name in ("error", "trace"):
+                    data[name] = np.full(n, "", dtype=object)
+                elif name != "is_anomaly":  # a boolean column with missing values, made below
+                    data[name] = np.full(n, np.nan)
+            for name, values in columns.items():
+                data[name][at] = values
+            verdict, unknown = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+            bad: set[int] = set()  # rows whose score is NaN/inf: an error, not a verdict
+            if rows:
+                anomaly = columns["anomaly_score"]
+                data["p_value"][at] = calibration.p_values(anomaly)
+                verdict[at], unknown[at] = calibration.is_anomaly(anomaly), False
+                finite = np.isfinite(np.asarray(anomaly, dtype=float))
+                bad = {row for row, ok in zip(rows, finite, strict=True) if not ok}
+                for row in bad:
+                    data["p_value"][row] = np.nan
+                    unknown[row] = True
+                    errors[str(chunk[row])] = (
+                        "the model gave a non-finite score (NaN/inf): anomaly_score="
+                        f"{data['anomaly_score'][row]}; the run's weights may be damaged"
+                    )
+            data["is_anomaly"] = pd.arrays.BooleanArray(verdict, unknown)
+            if errors:
+                at_path: dict[str, list[int]] = {}
+                for row, path in enumerate(chunk):
+                    at_path.setdefault(str(Path(path)), []).append(row)
+                for path, reason in errors.items():
+                    data["error"][at_path.get(str(Path(path)), [])] = reason
+            if traces is not None and rows:
+                folder, writer = traces
+                step = "" if seconds is None else f"{seconds:.9g}"
+                traced = clip_traces(trained, good, groups=groups, scores=scores)
+                for row, trace in zip(rows, traced, strict=True):
+                    if row in bad:
+                        continue
+                    name = write_trace_csv(folder, chunk[row], trace, seconds).name
+                    data["trace"][row] = name
+                    clip_ll = float(data["log_likelihood"][row])  # windows: their aggregate
+                    writer.writerow([str(chunk[row]), name, len(trace), step, f"{clip_ll:.9g}"])
+            if progress is not None:
+                progress(len(chunk))
+            yield pd.DataFrame({name: data[name] for name in ["path", *names]})
 
 
 def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, int]:
