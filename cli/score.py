@@ -25,7 +25,7 @@ def score_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail on the first unreadable clip.")
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 512,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
     ] = False,

@@ -1,6 +1,7 @@
 """extract() and the on-disk feature cache: order, hits, invalidation, atomicity, errors."""
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,52 @@ def test_fsdd_clips_featurize(tmp_path):
     result = extract(WholeWindowFFT(), paths, cache_dir=tmp_path)
     assert result.features.shape == (60, 257) and torch.isfinite(result.features).all()
     assert result.errors == {}
+
+
+def test_a_batch_of_long_clips_is_featurized_in_parts(tmp_path, clips, monkeypatch):
+    """DECODE_SAMPLES bounds the decoded audio held at once; the features are the same."""
+    extract_module = sys.modules["audioar.features.extract"]  # `.extract` is the function
+    fft = WholeWindowFFT()
+    whole = extract(fft, clips, use_cache=False)
+    calls = []
+    original = extract_module.featurize_waveforms
+    monkeypatch.setattr(extract_module, "DECODE_SAMPLES", 5000)  # under a second at 8 kHz
+    monkeypatch.setattr(
+        extract_module,
+        "featurize_waveforms",
+        lambda f, ws, **kw: calls.append(sum(map(len, ws))) or original(f, ws, **kw),
+    )
+    parts = extract(fft, clips, use_cache=False)
+    assert torch.equal(parts.features, whole.features)
+    assert len(calls) > 1 and all(n < 5000 + 1.2 * SR for n in calls)
+
+
+def test_background_decoding_reads_ahead_only_within_its_sample_budget(
+    tmp_path, clips, monkeypatch
+):
+    """In order, as without a pool; short clips far ahead, long ones a job at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    extract_module = sys.modules["audioar.features.extract"]
+    order = list(range(len(clips))) * 3
+    plain = list(extract_module._decoded(clips, order, SR, None, 1 << 24))
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):
+            Counting.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "DECODE_JOB_FILES", 2)
+    ahead = {}
+    for budget in (1, 1 << 24):
+        Counting.submitted = 0
+        with Counting(1) as pool:
+            got = []
+            for n, item in enumerate(extract_module._decoded(clips, order, SR, pool, budget), 1):
+                got.append(item)
+                jobs_used = -(-n // extract_module.DECODE_JOB_FILES)
+                ahead[budget] = max(ahead.get(budget, 0), Counting.submitted - jobs_used)
+        assert all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True))
+    assert ahead[1] <= 1 < ahead[1 << 24]  # long clips: one job ahead; short: several

@@ -325,3 +325,43 @@ def test_prefetching_the_next_batch_gives_the_same_tables(tiny_run, tones, tmp_p
     first = next(tables)
     tables.close()  # stops the decoding a batch ahead
     assert list(first["path"]) == [str(p) for p in paths[:2]]
+
+
+def test_background_batches_raise_where_the_error_happened_and_stop_when_closed():
+    from audioar.pipeline.score_files import _ahead
+
+    closed = []
+
+    def items():
+        try:
+            yield 1
+            yield 2
+            raise RuntimeError("third item broke")
+        finally:
+            closed.append(True)
+
+    got = []
+    with pytest.raises(RuntimeError, match="third item broke"):
+        for item in _ahead(items(), 2):
+            got.append(item)
+    assert got == [1, 2] and closed == [True]
+    endless = _ahead(iter(int, 1), 1)  # 0, 0, 0, ...: never ends by itself
+    assert next(endless) == 0
+    endless.close()  # returns: the producer thread stopped
+
+
+def test_evaluating_switches_only_what_needs_it_and_restores_each_mode():
+    from audioar.pipeline.batches import evaluating
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5), torch.nn.Linear(2, 1))
+    model[1].eval()  # a mixed model: the container and two layers train, the dropout does not
+    before = [m.training for m in model.modules()]
+    with evaluating(model, torch.device("cpu")) as same:
+        assert same is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    model.eval()
+    calls = []
+    model.train = lambda mode=True: calls.append(mode)  # would be called to switch modes
+    with evaluating(model, torch.device("cpu")):
+        pass
+    assert calls == []  # already in evaluation mode: nothing walked

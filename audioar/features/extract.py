@@ -5,8 +5,10 @@ Windowed featurizers (:class:`~audioar.features.windows.Windowed`) stream each f
 recording never sits in memory whole.
 """
 
+import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +35,9 @@ __all__ = [
     "length_blocks",
     "BLOCK_SAMPLES",
     "CACHE_WRITE_BYTES",
+    "DECODE_SAMPLES",
+    "DECODE_JOB_FILES",
+    "DECODE_JOBS_AHEAD",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,6 +227,42 @@ def featurize_windows(
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+def _decoded(
+    paths: Sequence[Path],
+    order: Sequence[int],
+    rate: int,
+    pool: ThreadPoolExecutor | None,
+    budget: int,
+) -> Iterator[np.ndarray | AudioError]:
+    """The audio of ``paths[i]`` (or its error) for each ``i`` in ``order``, in order.
+
+    Without a pool each file is read when asked for. With one, files are read in jobs of
+    :data:`DECODE_JOB_FILES` ahead of the caller, as many jobs as keep the audio decoded
+    ahead under ``budget`` samples (judged by the largest job so far; at least one job,
+    at most :data:`DECODE_JOBS_AHEAD`): short clips are read far ahead, long ones a job
+    at a time, so memory does not grow with the clips' length.
+    """
+    if pool is None:
+        for i in order:
+            yield _load(paths[i], rate)
+        return
+
+    def read(part: Sequence[int]) -> list[np.ndarray | AudioError]:
+        return [_load(paths[i], rate) for i in part]
+
+    jobs = [order[s : s + DECODE_JOB_FILES] for s in range(0, len(order), DECODE_JOB_FILES)]
+    flight: deque[Future[list[np.ndarray | AudioError]]] = deque()
+    submitted, largest = 0, 0
+    while submitted < len(jobs) or flight:
+        limit = 1 if largest == 0 else min(DECODE_JOBS_AHEAD, max(1, budget // largest))
+        while submitted < len(jobs) and len(flight) < limit:
+            flight.append(pool.submit(read, jobs[submitted]))
+            submitted += 1
+        items = flight.popleft().result()
+        largest = max(largest, sum(len(x) for x in items if not isinstance(x, AudioError)))
+        yield from items
+
+
 def _load(path: Path, sample_rate: int) -> np.ndarray | AudioError:
     try:
         waveform, _ = load_audio(path, sample_rate=sample_rate)
@@ -233,9 +274,13 @@ def _load(path: Path, sample_rate: int) -> np.ndarray | AudioError:
 #: New features :func:`iter_extract` holds before writing them to the cache as one shard
 #: (and whatever is left at its end): a long job writes few shards, and memory stays bounded.
 CACHE_WRITE_BYTES = 64 << 20
-#: Batches :func:`extract` and :func:`iter_extract` decode ahead of the one being featurized
-#: (with ``num_workers``): the decoders keep busy while the featurizer or the caller works.
-DECODE_AHEAD = 2
+#: Most decoded samples held at once (64 MB of float32): a batch of long clips is featurized
+#: in parts, and background decoders (``num_workers``) read ahead only this much, so memory
+#: does not grow with ``batch_size`` times the clips' length.
+DECODE_SAMPLES = 1 << 24
+#: Files per background decoding job, and most jobs decoded ahead of the featurizer.
+DECODE_JOB_FILES = 32
+DECODE_JOBS_AHEAD = 32
 
 
 def extract(
@@ -269,13 +314,13 @@ def extract(
         on_error: ``"raise"`` (default): the first bad clip raises. ``"skip"``: bad clips
             (unreadable audio, or non-finite features) are left out and listed in
             ``errors``.
-        num_workers: Background threads decoding audio :data:`DECODE_AHEAD` batches ahead
-            of the featurizer (libsndfile releases the GIL). Default 0: decode in the
-            calling thread; on the shared 2-core test machine 1, 2 or 4 threads gave no
-            measurable gain to extraction alone (``benchmarks/featurize.py``), they may on
-            a machine with idle cores; a caller with work of its own per batch gains (see
-            :func:`iter_extract`). Not used
-            with a ``Windowed`` featurizer (files are streamed in the calling thread).
+        num_workers: Background threads decoding audio ahead of the featurizer, up to
+            :data:`DECODE_SAMPLES` samples ahead (libsndfile releases the GIL). Default 0:
+            decode in the calling thread; on the shared 2-core test machine 1, 2 or 4
+            threads gave no measurable gain to extraction alone (``benchmarks/featurize.py``);
+            they may on a machine with idle cores, or for a caller with work of its own per
+            batch (see :func:`iter_extract`). Not used with a ``Windowed`` featurizer (files
+            are streamed in the calling thread).
 
     Returns:
         An :class:`ExtractResult`.
@@ -337,13 +382,13 @@ def iter_extract(
     """:func:`extract` a batch at a time: one :class:`ExtractResult` per ``batch_size``
     paths, in order (its ``paths``: the batch's clips that have features).
 
-    The cache is looked up once for every path. With ``num_workers`` the next batch is
-    decoded in the background while this one is featurized *and* while the caller works on
-    it (say, scores it with a model): decoding holds one core (libsndfile, and the Python
-    around it), the featurizer's and the model's products the other, so a scorer costs
-    little more than reading (:func:`audioar.pipeline.score_files.score_files`). Memory
-    holds :data:`DECODE_AHEAD` + 1 batches of audio and, until written to the cache, at
-    most ``cache_write_bytes`` of new features.
+    The cache is looked up once for every path. With ``num_workers`` the next files are
+    decoded in the background while this batch is featurized *and* while the caller works
+    on it (:func:`audioar.pipeline.score_files.score_files` runs this generator in a thread
+    of its own and scores in the calling one: decoding, featurizing and the model overlap).
+    Memory holds at most about :data:`DECODE_SAMPLES` of decoded audio ahead and one such
+    part being featurized, the batch's features and, until written to the cache, at most
+    ``cache_write_bytes`` of new features.
 
     Args:
         featurizer, paths, cache_dir, use_cache, batch_size, on_error, num_workers: As
@@ -364,7 +409,7 @@ def iter_extract(
         raise ConfigError(
             f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}"
         )
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     features: list[Tensor | np.ndarray | None] = [None] * len(paths)
     identities = [file_key(p) if use_cache else None for p in paths]
     cache = None
@@ -410,29 +455,21 @@ def iter_extract(
         new_paths.clear()
         new_arrays.clear()
 
+    def featurize_and_keep(good: list[tuple[int, np.ndarray]]) -> None:
+        clips = featurize_waveforms(featurizer, [w for _, w in good])
+        for (i, _), clip in zip(good, clips, strict=True):
+            keep(i, clip)
+
     streamed = isinstance(featurizer, Windowed)
     rate = featurizer.sample_rate
     batches = [range(s, min(s + batch_size, len(paths))) for s in range(0, len(paths), batch_size)]
     todo = [[i for i in batch if not cached[i]] for batch in batches]
-    # Decoding runs in background threads a batch ahead of the featurizer (and of the
-    # caller), so on two cores libsndfile (which releases the GIL) and torch work at once.
+    # With num_workers, decoding runs in background threads ahead of the featurizer (and of
+    # the caller), so on two cores libsndfile (which releases the GIL) and torch work at once.
     pool = ThreadPoolExecutor(num_workers) if num_workers > 0 and not streamed else None
-
-    def decode(batch: list[int]) -> list[Future[list[np.ndarray | AudioError]]]:
-        assert pool is not None
-        share = -(-len(batch) // num_workers)
-        return [
-            pool.submit(lambda part: [_load(paths[i], rate) for i in part], batch[s : s + share])
-            for s in range(0, len(batch), max(share, 1))
-        ]
-
-    pending: dict[int, list[Future[list[np.ndarray | AudioError]]]] = {}
+    source = _decoded(paths, [i for part in todo for i in part], rate, pool, DECODE_SAMPLES)
     try:
         for number, batch in enumerate(batches):
-            # keep the decoders DECODE_AHEAD batches ahead: they never wait for the caller
-            for ahead in range(number, min(number + DECODE_AHEAD + 1, len(batches))):
-                if pool is not None and ahead not in pending:
-                    pending[ahead] = decode(todo[ahead])
             errors.clear()
             counts = (totals["computed"], totals["skipped"])
             if streamed:
@@ -448,19 +485,19 @@ def iter_extract(
                         continue
                     keep(i, clip)
             else:
-                if pool is None:
-                    loaded = [_load(paths[i], rate) for i in todo[number]]
-                else:
-                    loaded = [item for future in pending.pop(number) for item in future.result()]
-                good = []
+                loaded = itertools.islice(source, len(todo[number]))
+                good: list[tuple[int, np.ndarray]] = []
+                held = 0
                 for i, item in zip(todo[number], loaded, strict=True):
                     if isinstance(item, AudioError):
                         fail(i, item)
-                    else:
-                        good.append((i, item))
-                clips = featurize_waveforms(featurizer, [w for _, w in good])
-                for (i, _), clip in zip(good, clips, strict=True):
-                    keep(i, clip)
+                        continue
+                    good.append((i, item))
+                    held += len(item)
+                    if held >= DECODE_SAMPLES:  # featurize what is decoded, then go on
+                        featurize_and_keep(good)
+                        good, held = [], 0
+                featurize_and_keep(good)
             if cache_write_bytes is not None:
                 write_cache(cache_write_bytes)
             hits = sum(cached[i] for i in batch)
@@ -476,6 +513,7 @@ def iter_extract(
                 features[i] = None  # given away: memory holds the batches in flight only
             yield result
     finally:
+        source.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         write_cache(0)

@@ -8,8 +8,10 @@ the clips have one shape, zero-padded along time when they do not), so that
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ __all__ = [
     "as_dataset",
     "resolve_device",
     "batch_to_device",
+    "evaluating",
     "log_likelihoods",
 ]
 
@@ -146,6 +149,27 @@ def resolve_device(
     return device
 
 
+@contextmanager
+def evaluating(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """``model`` on ``device`` in evaluation mode for the ``with`` block; each submodule's
+    mode is restored after it.
+
+    Only what needs it is moved or switched: ``.to()`` and ``.eval()`` walk every submodule
+    (some 2 ms for the default MAF), which a scorer would otherwise pay once per batch.
+    """
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if any(t.device != device for t in tensors):
+        model.to(device)
+    training = [m for m in model.modules() if m.training]
+    if training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        for module in training:
+            module.training = True
+
+
 def batch_to_device(batch: Any, device: torch.device) -> tuple:
     """A batch (a tensor, or a tuple/list whose tensors move) as a tuple on ``device``."""
     if isinstance(batch, Tensor):
@@ -185,11 +209,8 @@ def log_likelihoods(
     dataset = as_dataset(data)
     device = resolve_device(device, model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    was_training = model.training
-    model.to(device)
-    model.eval()
     out = []
-    try:
+    with evaluating(model, device):
         for batch in loader:
             batch = batch_to_device(batch, device)
             ll = model.log_prob(*batch)
@@ -199,6 +220,4 @@ def log_likelihoods(
                     f"expected ({len(batch[0])},), one log-likelihood per item"
                 )
             out.append(ll.detach().float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)

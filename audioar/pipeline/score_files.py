@@ -10,10 +10,12 @@ step_seconds, log_likelihood``), which appears once the whole batch job has fini
 import csv
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Any
+from queue import Empty, Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,8 @@ from audioar.pipeline.traces import clip_traces, step_seconds, write_trace_csv
 from audioar.pipeline.trained import TrainedModel
 
 __all__ = ["SCORE_COLUMNS", "expand_inputs", "group_of", "score_files", "write_scores"]
+
+T = TypeVar("T")
 
 #: Columns of a scores table, in order.
 SCORE_COLUMNS = (
@@ -89,7 +93,7 @@ def score_files(
     trained: TrainedModel,
     paths: Sequence[Path],
     *,
-    batch_size: int = 256,
+    batch_size: int = 512,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
     trace_dir: str | Path | None = None,
@@ -111,17 +115,19 @@ def score_files(
     Args:
         trained: The loaded run (:func:`audioar.pipeline.runs.load_trained`).
         paths: Audio files.
-        batch_size: Files per batch (one table each). Default 256: small enough that the
-            last batch, scored after every file was read, is a short tail.
+        batch_size: Files per batch (one table each). Default 512: big enough that the
+            fixed costs of a batch (its model passes, its table) stay small, small enough
+            that the last batch, scored after every file was read, is a short tail.
         use_cache: Use the on-disk feature cache.
         progress: Called with the number of files finished after each batch.
         trace_dir: Also write each scored clip's per-step trace there (``log p(x_t |
             x_<t)`` under the target, see :func:`audioar.pipeline.traces.clip_traces`; one step for
             a vector model, with an empty ``time_s``) and add the ``trace`` column (the
             file's name, "" for a clip with an error). Default None: no traces.
-        prefetch: Decode the next batch's audio in a background thread while this one is
-            featurized and scored (default: on two cores the model then costs little more
-            than reading, see :func:`audioar.features.extract.iter_extract`). False:
+        prefetch: Read the next files in one background thread and featurize the next
+            batches (:data:`PREFETCH_BATCHES`) in another while this batch is scored
+            (default): reading holds about one core (libsndfile, and the Python around
+            it), so on two cores the model costs little more than reading. False:
             everything in the calling thread, one batch after the other. The tables are
             the same.
     """
@@ -157,7 +163,9 @@ def _score_batches(
         on_error="skip",
         num_workers=1 if prefetch else 0,
     )
-    with closing(results):  # an early stop ends the decoding and writes the cache
+    if prefetch:
+        results = _ahead(results, PREFETCH_BATCHES)
+    with closing(results):  # an early stop ends the featurizing and writes the cache
         for chunk, result in zip(chunks, results, strict=True):
             errors = {str(p): reason for p, reason in result.errors.items()}
             features = result.features
@@ -223,6 +231,58 @@ def _score_batches(
             if progress is not None:
                 progress(len(chunk))
             yield pd.DataFrame({name: data[name] for name in ["path", *names]})
+
+
+#: Batches read and featurized ahead of the one being scored (``prefetch``).
+PREFETCH_BATCHES = 2
+
+
+def _ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
+    """``items``, produced in a background thread up to ``depth`` items ahead of the caller.
+
+    The thread's exception is raised in the caller at the item where it happened; closing
+    this generator stops the thread at its next item and closes ``items`` there.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((True, item), timeout=0.05)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((False, None))
+        except BaseException as error:  # handed to the caller, raised there
+            queue.put((False, error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="audioar-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get(timeout=0.05)
+            except Empty:
+                pass
+        worker.join()
 
 
 def write_scores(tables: Iterable[pd.DataFrame], out: str | Path) -> tuple[int, int]:

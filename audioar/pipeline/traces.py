@@ -114,7 +114,7 @@ def clip_traces(
     """
     from torch.utils.data import DataLoader
 
-    from audioar.pipeline.batches import ClipSet, collate
+    from audioar.pipeline.batches import ClipSet, collate, evaluating
     from audioar.pipeline.inputs import arrange
     from audioar.pipeline.scoring import score_batch_size, score_features
     from audioar.pipeline.windows import is_windowed
@@ -140,11 +140,9 @@ def clip_traces(
     loader = DataLoader(data, batch_size=size, shuffle=False, collate_fn=collate)
     param = next(model.parameters())
     device = param.device if device is None else torch.device(device)
-    was_training = model.training
-    model.to(device).eval()
     out: list[np.ndarray | None] = [None] * len(items)
     done = 0
-    try:
+    with evaluating(model, device):
         for x, labels, steps in loader:
             x, steps = x.to(device), steps.to(device)
             labels = labels.to(device) if model.conditional else None
@@ -152,8 +150,6 @@ def clip_traces(
             for row, n in zip(ll, steps.tolist(), strict=True):
                 out[order[done]] = row[: int(n)].copy()
                 done += 1
-    finally:
-        model.train(was_training)
     return [t for t in out if t is not None]
 
 
