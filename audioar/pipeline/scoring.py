@@ -113,12 +113,12 @@ def class_log_likelihoods(
     ``(clips x classes)`` rows (each clip repeated once per class, class-major; at most
     :data:`ALL_CLASSES_ROWS` rows a pass) instead of a pass per class: ten times fewer
     calls, which is what costs when there are few clips or threads sleep between calls (the
-    default FSDD detector, 10 classes, 2 cores: 1 clip 14 -> 4 ms, 8 clips 27 -> 4 ms; 3,000
-    clips 0.84 -> 0.67 s with passive OpenMP waiting, the same 0.63 s with spinning
-    threads, where the products decide). The plain reference (``batched=False``) is
-    :meth:`Standardized.log_prob_all_classes`, a pass per class; both give the same numbers
-    to the products' float rounding (float32: about 1e-6 relative, as the reference itself
-    gives for a clip in batches of other sizes; float64: 1e-15).
+    FSDD detector with the former 2 x 512 MAF, 10 classes, 2 cores: 1 clip 14 -> 4 ms, 8
+    clips 27 -> 4 ms; 3,000 clips 0.84 -> 0.67 s with passive OpenMP waiting, the same
+    0.63 s with spinning threads, where the products decide). The plain reference
+    (``batched=False``) is :meth:`Standardized.log_prob_all_classes`, a pass per class; both
+    give the same numbers to the products' float rounding (float32: about 1e-6 relative, as
+    the reference itself gives for a clip in batches of other sizes; float64: 1e-15).
 
     Args:
         model: The wrapped density model.
