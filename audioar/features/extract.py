@@ -391,8 +391,13 @@ def iter_extract(
     ``cache_write_bytes`` of new features.
 
     Args:
-        featurizer, paths, cache_dir, use_cache, batch_size, on_error, num_workers: As
-            :func:`extract`.
+        featurizer: As :func:`extract`.
+        paths: As :func:`extract`.
+        cache_dir: As :func:`extract`.
+        use_cache: As :func:`extract`.
+        batch_size: Paths per yielded batch (and per chunk read), default 256.
+        on_error: As :func:`extract`.
+        num_workers: As :func:`extract`.
         cache_write_bytes: Write the new features to the cache as a shard once they take
             this many bytes (and the rest at the end, also when the caller stops early).
             Default :data:`CACHE_WRITE_BYTES`; None: one shard at the end.
@@ -401,7 +406,9 @@ def iter_extract(
         :class:`ExtractResult` per batch; ``features`` as :func:`extract` gives them.
 
     Raises:
-        As :func:`extract`.
+        AudioError: A file cannot be read (``on_error="raise"``).
+        FeatureError: A clip's features are not finite (``on_error="raise"``).
+        ConfigError: Bad ``on_error``, ``batch_size`` or ``num_workers``.
     """
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
