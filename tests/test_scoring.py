@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -313,11 +314,16 @@ def test_prefetching_the_next_batch_gives_the_same_tables(tiny_run, tones, tmp_p
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")
     paths = [*clips[:4], broken, *clips[4:]]
+    threads_before = torch.get_num_threads()
     plain = list(score_files(tiny_run, paths, batch_size=3, use_cache=False, prefetch=False))
     fast = list(score_files(tiny_run, paths, batch_size=3, use_cache=False, prefetch=True))
     assert len(fast) == len(plain) == -(-len(paths) // 3) >= 3
     for a, b in zip(plain, fast, strict=True):
-        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+        # the model runs on one thread fewer with prefetch: float32 sums in another order
+        pd.testing.assert_frame_equal(
+            a.reset_index(drop=True), b.reset_index(drop=True), check_exact=False, rtol=1e-5
+        )
+    assert torch.get_num_threads() == threads_before  # restored
     table = pd.concat(fast, ignore_index=True)
     assert table.loc[4, "path"] == str(broken) and "not a readable" in table.loc[4, "error"]
     assert (table.drop(index=4)["error"] == "").all()
@@ -341,10 +347,11 @@ def test_background_batches_raise_where_the_error_happened_and_stop_when_closed(
             closed.append(True)
 
     got = []
+    running = threading.Event()
     with pytest.raises(RuntimeError, match="third item broke"):
-        for item in _ahead(items(), 2):
+        for item in _ahead(items(), 2, running):
             got.append(item)
-    assert got == [1, 2] and closed == [True]
+    assert got == [1, 2] and closed == [True] and not running.is_set()
     endless = _ahead(iter(int, 1), 1)  # 0, 0, 0, ...: never ends by itself
     assert next(endless) == 0
     endless.close()  # returns: the producer thread stopped

@@ -29,6 +29,7 @@ __all__ = [
     "resolve_device",
     "batch_to_device",
     "evaluating",
+    "intra_op_threads",
     "log_likelihoods",
 ]
 
@@ -168,6 +169,20 @@ def evaluating(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     finally:
         for module in training:
             module.training = True
+
+
+@contextmanager
+def intra_op_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the ``with`` block, restored
+    after (untouched when it is already that)."""
+    before = torch.get_num_threads()
+    if threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads != before:
+            torch.set_num_threads(before)
 
 
 def batch_to_device(batch: Any, device: torch.device) -> tuple:

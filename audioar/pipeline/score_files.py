@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor
 
 from audioar.atomic import atomic_open
@@ -26,6 +27,7 @@ from audioar.data.io import AUDIO_EXTENSIONS
 from audioar.data.layouts import parse_dcase_name
 from audioar.errors import DataError
 from audioar.features.extract import iter_extract
+from audioar.pipeline.batches import intra_op_threads
 from audioar.pipeline.scoring import SCORE_COLUMN, score_features
 from audioar.pipeline.traces import clip_traces, step_seconds, write_trace_csv
 from audioar.pipeline.trained import TrainedModel
@@ -127,9 +129,11 @@ def score_files(
         prefetch: Read the next files in one background thread and featurize the next
             batches (:data:`PREFETCH_BATCHES`) in another while this batch is scored
             (default): reading holds about one core (libsndfile, and the Python around
-            it), so on two cores the model costs little more than reading. False:
-            everything in the calling thread, one batch after the other. The tables are
-            the same.
+            it), so until every file is read the model gets one intra-op thread fewer
+            than torch's count (at least one), and on two cores costs little more than
+            reading. False: everything in
+            the calling thread, one batch after the other. The tables are the same (to
+            float32 rounding).
     """
     with ExitStack() as stack:
         traces = None
@@ -154,6 +158,12 @@ def _score_batches(
     calibration = trained.calibration
     chosen = SCORE_COLUMN[trained.score]
     seconds = step_seconds(trained.featurizer, trained.spec)
+    # While the background threads read and featurize (keeping about one core busy), the
+    # model gets the other cores (on 2 cores one thread: two only contend, 1.24 -> 1.10 s
+    # for FSDD's 3,000 clips, CPU 2.1 -> 1.8 core-seconds; benchmarks/score_speed.py); once
+    # every file is read, every thread (a model slower than reading then finishes sooner).
+    threads = torch.get_num_threads()
+    reading = threading.Event()
     chunks = [list(paths[s : s + batch_size]) for s in range(0, len(paths), batch_size)]
     results = iter_extract(
         trained.featurizer,
@@ -164,7 +174,7 @@ def _score_batches(
         num_workers=1 if prefetch else 0,
     )
     if prefetch:
-        results = _ahead(results, PREFETCH_BATCHES)
+        results = _ahead(results, PREFETCH_BATCHES, reading)
     with closing(results):  # an early stop ends the featurizing and writes the cache
         for chunk, result in zip(chunks, results, strict=True):
             errors = {str(p): reason for p, reason in result.errors.items()}
@@ -179,7 +189,8 @@ def _score_batches(
                 rows.append(row)
                 good.append(x)
             groups = [group_of(chunk[row]) for row in rows] if trained.by_group else None
-            scores = score_features(trained, good, groups)
+            with intra_op_threads(max(1, threads - 1) if reading.is_set() else threads):
+                scores = score_features(trained, good, groups)
             columns = scores.columns()
             columns["anomaly_score"] = -scores.score(chosen)
             # One array per column, then the table at once (not a pandas write per column,
@@ -237,14 +248,20 @@ def _score_batches(
 PREFETCH_BATCHES = 2
 
 
-def _ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
+def _ahead(
+    items: Iterator[T], depth: int, running: threading.Event | None = None
+) -> Generator[T, None, None]:
     """``items``, produced in a background thread up to ``depth`` items ahead of the caller.
 
     The thread's exception is raised in the caller at the item where it happened; closing
     this generator stops the thread at its next item and closes ``items`` there.
+    ``running``, when given, is set from the start until the thread has made its last item
+    (or failed, or was stopped).
     """
     queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
+    running = running if running is not None else threading.Event()
+    running.set()
 
     def produce() -> None:
         try:
@@ -261,6 +278,7 @@ def _ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
         except BaseException as error:  # handed to the caller, raised there
             queue.put((False, error))
         finally:
+            running.clear()
             close = getattr(items, "close", None)
             if close is not None:
                 close()
