@@ -434,6 +434,7 @@ def iter_extract(
     new_keys: list[str] = []
     new_paths: list[str] = []
     new_arrays: list[np.ndarray] = []
+    new_bytes = 0  # of new_arrays
 
     def fail(i: int, error: AudioError | FeatureError) -> None:
         if on_error == "raise":
@@ -443,6 +444,7 @@ def iter_extract(
         logger.warning("skipping %s", error)
 
     def keep(i: int, clip: Tensor) -> None:
+        nonlocal new_bytes
         array = clip.numpy()
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             fail(i, FeatureError(f"{paths[i]}: features are not finite (NaN or inf)"))
@@ -453,14 +455,17 @@ def iter_extract(
             new_keys.append(identities[i][0])
             new_paths.append(identities[i][1])
             new_arrays.append(array)
+            new_bytes += array.nbytes
 
     def write_cache(at_least: int) -> None:
-        if cache is None or not new_keys or sum(a.nbytes for a in new_arrays) < at_least:
+        nonlocal new_bytes
+        if cache is None or not new_keys or new_bytes < at_least:
             return
         cache.put(new_keys, new_paths, new_arrays)
         new_keys.clear()
         new_paths.clear()
         new_arrays.clear()
+        new_bytes = 0
 
     def featurize_and_keep(good: list[tuple[int, np.ndarray]]) -> None:
         clips = featurize_waveforms(featurizer, [w for _, w in good])
@@ -478,7 +483,7 @@ def iter_extract(
     try:
         for number, batch in enumerate(batches):
             errors.clear()
-            counts = (totals["computed"], totals["skipped"])
+            computed_before = totals["computed"]
             if streamed:
                 for i in todo[number]:
                     try:
@@ -514,7 +519,7 @@ def iter_extract(
                 [features[i] for i in batch],
                 dict(errors),
                 hits,
-                totals["computed"] - counts[0],
+                totals["computed"] - computed_before,
             )
             for i in batch:
                 features[i] = None  # given away: memory holds the batches in flight only

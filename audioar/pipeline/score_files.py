@@ -103,7 +103,8 @@ def score_files(
 ) -> Iterator[pd.DataFrame]:
     """Score ``paths`` in batches; yields one table per batch.
 
-    Memory stays bounded by two batches whatever the number of files. A file that cannot
+    Memory stays bounded by a few batches (with ``prefetch``, :data:`PREFETCH_BATCHES`
+    featurized ahead) whatever the number of files. A file that cannot
     be read or gives non-finite features gets its reason in ``error`` and empty scores (a
     non-finite score: its reason, and empty ``p_value`` and ``is_anomaly``); the
     rest of the batch is scored. The columns are ``SCORE_COLUMNS`` with, after
@@ -131,9 +132,8 @@ def score_files(
             (default): reading holds about one core (libsndfile, and the Python around
             it), so until every file is read the model gets one intra-op thread fewer
             than torch's count (at least one), and on two cores costs little more than
-            reading. False: everything in
-            the calling thread, one batch after the other. The tables are the same (to
-            float32 rounding).
+            reading. False: everything in the calling thread, one batch after the other.
+            The tables are the same (to float32 rounding).
     """
     with ExitStack() as stack:
         traces = None
